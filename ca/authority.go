@@ -1,0 +1,326 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/smallstep/certificates/api"
+	"github.com/smallstep/certificates/authority"
+	"github.com/smallstep/certificates/authority/config"
+	"github.com/smallstep/certificates/authority/provisioner"
+	stepca "github.com/smallstep/certificates/ca"
+	casapi "github.com/smallstep/certificates/cas/apiv1"
+	"github.com/smallstep/certificates/cas/softcas"
+	stepdb "github.com/smallstep/certificates/db"
+	"go.step.sm/crypto/kms"
+	kmsapi "go.step.sm/crypto/kms/apiv1"
+	"go.step.sm/crypto/pemutil"
+
+	"github.com/gwpki/gwpki/internal/store"
+)
+
+// MaxRequestBody bounds the body of every step-ca API request: a CSR and a
+// token fit in a few kilobytes.
+const MaxRequestBody = 64 << 10
+
+// Options are the optional settings of [Open].
+type Options struct {
+	// Password decrypts the issuing key. Nil: read secrets/password.
+	Password []byte
+	// PublicHTTPURL overrides the configured base of OCSP and CRL URLs; the
+	// server passes the HTTP listener's address when none is configured.
+	PublicHTTPURL string
+	// APIAddr is the address the HTTPS listener is bound to.
+	APIAddr string
+	// Registerer receives the CA's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	// Logger gets reload and renewal messages (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Authority is the running CA: a step-ca authority built from a data
+// directory and rebuilt, with the same store and signer, when the station
+// list changes.
+type Authority struct {
+	layout  Layout
+	cfg     *Config
+	opts    Options
+	db      *DB
+	issuer  *issuer
+	roots   []*x509.Certificate
+	chain   []*x509.Certificate
+	metrics *metrics
+	log     *slog.Logger
+
+	current atomic.Pointer[authority.Authority]
+
+	reloadMu      sync.Mutex
+	stationsStamp time.Time // mtime of stations.json at the last build
+
+	renewer *stepca.TLSRenewer
+	closeKM func() error
+}
+
+// Open builds the authority for the data directory dir on the store st.
+func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authority, error) {
+	l := Layout{dir}
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Password == nil && cfg.KMS == "" {
+		if !cfg.PasswordInDir {
+			return nil, errors.New("the CA key password is not in the data directory; pass --password-file")
+		}
+		if opts.Password, err = readPassword(l.Password()); err != nil {
+			return nil, err
+		}
+	}
+	db, err := NewDB(st)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := pemutil.ReadCertificateBundle(l.RootCert())
+	if err != nil {
+		return nil, fmt.Errorf("read root certificate: %w", err)
+	}
+	chain, err := pemutil.ReadCertificateBundle(l.IntermediateCert())
+	if err != nil {
+		return nil, fmt.Errorf("read issuing certificate: %w", err)
+	}
+	a := &Authority{
+		layout: l, cfg: cfg, opts: opts, db: db, roots: roots, chain: chain,
+		metrics: newMetrics(opts.Registerer), log: opts.Logger,
+	}
+	signer, err := a.openSigner(ctx)
+	if err != nil {
+		return nil, err
+	}
+	httpURL := cfg.PublicHTTPURL
+	if httpURL == "" {
+		httpURL = opts.PublicHTTPURL
+	}
+	if httpURL == "" {
+		return nil, errors.New("no public HTTP URL for OCSP and CRL: set public_http_url in config.json")
+	}
+	soft, err := softcas.New(ctx, casapi.Options{CertificateChain: chain, Signer: signer})
+	if err != nil {
+		return nil, fmt.Errorf("create signer: %w", err)
+	}
+	a.issuer = &issuer{SoftCAS: soft, notAfter: chain[0].NotAfter, httpURL: publicHTTPURL(httpURL), shards: cfg.CRLShards}
+	if err := a.rebuild(); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// openSigner returns the issuing key: decrypted from its file, or a handle
+// in the PKCS#11 module that never lets the key out.
+func (a *Authority) openSigner(ctx context.Context) (crypto.Signer, error) {
+	if a.cfg.KMS == "" {
+		key, err := pemutil.Read(a.layout.IntermediateKey(), pemutil.WithPassword(a.opts.Password))
+		if err != nil {
+			return nil, fmt.Errorf("read issuing key (wrong password?): %w", err)
+		}
+		s, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("issuing key is a %T, not a signing key", key)
+		}
+		return s, nil
+	}
+	km, err := kms.New(ctx, kmsapi.Options{Type: kmsapi.PKCS11, URI: a.cfg.KMS})
+	if err != nil {
+		return nil, fmt.Errorf("open kms: %w", err)
+	}
+	a.closeKM = km.Close
+	s, err := km.CreateSigner(&kmsapi.CreateSignerRequest{SigningKey: a.cfg.IntermediateKey})
+	if err != nil {
+		return nil, fmt.Errorf("open issuing key in kms: %w", err)
+	}
+	return s, nil
+}
+
+// rebuild makes a new step-ca authority from the current station list and
+// swaps it in; requests in flight finish on the old one.
+func (a *Authority) rebuild() error {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	stamp := fileStamp(a.layout.Stations())
+	stations, err := Stations(a.layout.Dir)
+	if err != nil {
+		return err
+	}
+	lifetime := a.cfg.IDevIDLifetime.Duration
+	var provs provisioner.List
+	for _, s := range stations {
+		provs = append(provs, newStationProvisioner(s, lifetime))
+	}
+	apiAddr := a.opts.APIAddr
+	if apiAddr == "" {
+		apiAddr = a.cfg.APIAddr
+	}
+	cfg := &config.Config{
+		Root:             []string{a.layout.RootCert()},
+		IntermediateCert: a.layout.IntermediateCert(),
+		IntermediateKey:  a.layout.IntermediateKey(),
+		Address:          apiAddr,
+		DNSNames:         a.cfg.Hostnames,
+		AuthorityConfig: &config.AuthConfig{
+			Provisioners: provs,
+			Backdate:     &provisioner.Duration{Duration: time.Minute},
+		},
+	}
+	auth, err := authority.New(cfg,
+		authority.WithDatabase(a.db),
+		authority.WithX509CAService(a.issuer),
+		authority.WithMeter(a.metrics),
+		authority.WithQuietInit(),
+	)
+	if err != nil {
+		return fmt.Errorf("build authority: %w", err)
+	}
+	a.current.Store(auth)
+	a.stationsStamp = stamp
+	return nil
+}
+
+// ReloadIfChanged rebuilds the authority when stations.json changed since
+// the last build; it is cheap enough to call every second.
+func (a *Authority) ReloadIfChanged() error {
+	a.reloadMu.Lock()
+	changed := !fileStamp(a.layout.Stations()).Equal(a.stationsStamp)
+	a.reloadMu.Unlock()
+	if !changed {
+		return nil
+	}
+	if err := a.rebuild(); err != nil {
+		return err
+	}
+	a.log.Info("stations reloaded")
+	return nil
+}
+
+// WatchStations polls the station list every interval until ctx ends, so a
+// `gwpki station add` or `disable` takes effect without a restart.
+func (a *Authority) WatchStations(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.ReloadIfChanged(); err != nil {
+				a.log.Error("reload stations", "err", err)
+			}
+		}
+	}
+}
+
+func fileStamp(path string) time.Time {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}
+
+// Step returns the current step-ca authority.
+func (a *Authority) Step() *authority.Authority { return a.current.Load() }
+
+// DB returns the CA's certificate store.
+func (a *Authority) DB() *DB { return a.db }
+
+// Config returns the data directory's configuration.
+func (a *Authority) Config() *Config { return a.cfg }
+
+// Roots returns the root certificates.
+func (a *Authority) Roots() []*x509.Certificate { return a.roots }
+
+// Intermediates returns the issuing CA chain (without the root).
+func (a *Authority) Intermediates() []*x509.Certificate { return a.chain }
+
+// Routes mounts step-ca's API on r at / and /1.0, as step-ca does.
+func (a *Authority) Routes(r chi.Router) {
+	r.Group(func(r chi.Router) {
+		r.Use(a.withStepContext, a.metrics.measure, limitBody)
+		api.Route(r)
+		r.Route("/1.0", func(r chi.Router) { api.Route(r) })
+	})
+}
+
+// withStepContext puts the current authority and its database into the
+// request context, where step-ca's handlers look for them.
+func (a *Authority) withStepContext(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := authority.NewContext(r.Context(), a.current.Load())
+		ctx = stepdb.NewContext(ctx, a.db)
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > MaxRequestBody {
+			http.Error(w, `{"status":413,"message":"request body too large"}`, http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxRequestBody)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// TLSConfig returns the HTTPS listener's configuration: TLS 1.2 or newer, a
+// server certificate issued by this CA and renewed by the server before it
+// expires, and client certificates requested (not required) so that
+// step-ca's /renew works over mutual TLS.
+func (a *Authority) TLSConfig() (*tls.Config, error) {
+	renew := func() (*tls.Certificate, error) { return a.current.Load().GetTLSCertificate() }
+	crt, err := renew()
+	if err != nil {
+		return nil, fmt.Errorf("issue server certificate: %w", err)
+	}
+	a.renewer, err = stepca.NewTLSRenewer(crt, renew)
+	if err != nil {
+		return nil, fmt.Errorf("start server certificate renewer: %w", err)
+	}
+	a.renewer.Run()
+	pool := x509.NewCertPool()
+	for _, c := range append(append([]*x509.Certificate{}, a.roots...), a.chain...) {
+		pool.AddCert(c)
+	}
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: a.renewer.GetCertificateForCA,
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      pool,
+	}, nil
+}
+
+// Close stops the certificate renewer and releases the KMS. The store is
+// the caller's to close.
+func (a *Authority) Close() error {
+	if a.renewer != nil {
+		a.renewer.Stop()
+	}
+	if a.closeKM != nil {
+		return a.closeKM()
+	}
+	return nil
+}

@@ -1,0 +1,90 @@
+package ca
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	casapi "github.com/smallstep/certificates/cas/apiv1"
+	"github.com/smallstep/certificates/cas/softcas"
+)
+
+// issuer is step-ca's software CA service with gwpki's rules on top: no
+// certificate outlives the issuing CA, and every gateway leaf names where to
+// ask about its revocation (OCSP and its CRL shard).
+type issuer struct {
+	*softcas.SoftCAS
+	notAfter time.Time // the issuing CA's expiry
+	httpURL  string    // base of the OCSP and CRL URLs, no trailing slash
+	shards   int
+}
+
+func (i *issuer) CreateCertificate(req *casapi.CreateCertificateRequest) (*casapi.CreateCertificateResponse, error) {
+	if req.Template != nil {
+		if req.Template.NotAfter.After(i.notAfter) {
+			req.Template.NotAfter = i.notAfter
+		}
+		if err := i.stampGateway(req.Template); err != nil {
+			return nil, err
+		}
+	}
+	return i.SoftCAS.CreateCertificate(req)
+}
+
+func (i *issuer) RenewCertificate(req *casapi.RenewCertificateRequest) (*casapi.RenewCertificateResponse, error) {
+	if left := time.Until(i.notAfter); req.Lifetime > left {
+		req.Lifetime = left
+	}
+	if req.Template != nil {
+		if err := i.stampGateway(req.Template); err != nil {
+			return nil, err
+		}
+	}
+	return i.SoftCAS.RenewCertificate(req)
+}
+
+// stampGateway gives a gateway leaf its serial number now, rather than at
+// signing, so that its CRL distribution point can name the serial's shard.
+func (i *issuer) stampGateway(tpl *x509.Certificate) error {
+	if GatewaySerial(tpl) == "" || tpl.IsCA {
+		return nil
+	}
+	if tpl.SerialNumber == nil {
+		sn, err := randomSerial()
+		if err != nil {
+			return err
+		}
+		tpl.SerialNumber = sn
+	}
+	tpl.OCSPServer = []string{i.httpURL + "/ocsp"}
+	tpl.CRLDistributionPoints = []string{i.httpURL + "/crl/" + CRLShard(tpl.SerialNumber, i.shards) + ".crl"}
+	return nil
+}
+
+// CRLShard names the CRL that lists serial if it is revoked: serials are
+// spread over shards by their value modulo the shard count.
+func CRLShard(serial *big.Int, shards int) string {
+	n := new(big.Int).Mod(serial, big.NewInt(int64(shards)))
+	return fmt.Sprintf("%04x", n.Int64())
+}
+
+// randomSerial returns a positive 128-bit random serial number, as step-ca does.
+func randomSerial() (*big.Int, error) {
+	limit := new(big.Int).Lsh(big.NewInt(1), 128)
+	for {
+		sn, err := rand.Int(rand.Reader, limit)
+		if err != nil {
+			return nil, fmt.Errorf("generate serial number: %w", err)
+		}
+		if sn.Sign() > 0 {
+			return sn, nil
+		}
+	}
+}
+
+// publicHTTPURL turns a configured or listened-on base URL into the form
+// stamped into certificates.
+func publicHTTPURL(s string) string { return strings.TrimRight(s, "/") }

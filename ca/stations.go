@@ -1,0 +1,271 @@
+package ca
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/smallstep/certificates/authority/provisioner"
+	"github.com/smallstep/certificates/errs"
+	"go.step.sm/crypto/jose"
+	"go.step.sm/crypto/x509util"
+)
+
+// Station is one production-line station: a JWK provisioner whose key only
+// the station holds.
+type Station struct {
+	Name      string           `json:"name"`
+	Key       *jose.JSONWebKey `json:"key"` // public key
+	Disabled  bool             `json:"disabled,omitempty"`
+	CreatedAt time.Time        `json:"created_at"`
+}
+
+type stationList struct {
+	Stations []Station `json:"stations"`
+}
+
+// Stations returns the stations registered in the data directory dir.
+func Stations(dir string) ([]Station, error) {
+	l, err := readStations(Layout{dir})
+	if err != nil {
+		return nil, err
+	}
+	return l.Stations, nil
+}
+
+// AddStation registers a new station called name in dir and returns its
+// private key, which is not kept anywhere else: losing it means adding a new
+// station. A running server picks the station up within a second.
+func AddStation(dir, name string) (*jose.JSONWebKey, error) {
+	if err := validateStationName(name); err != nil {
+		return nil, err
+	}
+	priv, err := jose.GenerateJWK("EC", "P-256", "ES256", "sig", "", 0)
+	if err != nil {
+		return nil, fmt.Errorf("generate station key: %w", err)
+	}
+	pub := priv.Public()
+	err = updateStations(Layout{dir}, func(l *stationList) error {
+		if slices.ContainsFunc(l.Stations, func(s Station) bool { return s.Name == name }) {
+			return fmt.Errorf("%w: %s", ErrStationExists, name)
+		}
+		l.Stations = append(l.Stations, Station{Name: name, Key: &pub, CreatedAt: time.Now().UTC()})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return priv, nil
+}
+
+// SetStationDisabled disables (or re-enables) the station name in dir. A
+// disabled station's tokens are refused; certificates it issued stay valid.
+func SetStationDisabled(dir, name string, disabled bool) error {
+	return updateStations(Layout{dir}, func(l *stationList) error {
+		i := slices.IndexFunc(l.Stations, func(s Station) bool { return s.Name == name })
+		if i < 0 {
+			return fmt.Errorf("%w: %s", ErrStationNotFound, name)
+		}
+		l.Stations[i].Disabled = disabled
+		return nil
+	})
+}
+
+func validateStationName(name string) error {
+	if err := ValidateSerial(name); err != nil {
+		return fmt.Errorf("invalid station name: names follow the rules of gateway serials (1 to 64 of A-Z a-z 0-9 - . _)")
+	}
+	return nil
+}
+
+func readStations(l Layout) (*stationList, error) {
+	if _, err := os.Stat(l.Config()); err != nil {
+		return nil, fmt.Errorf("%w: %s has no config.json", ErrNotInitialized, l.Dir)
+	}
+	var list stationList
+	b, err := os.ReadFile(l.Stations())
+	if errors.Is(err, os.ErrNotExist) {
+		return &list, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read stations: %w", err)
+	}
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", l.Stations(), err)
+	}
+	return &list, nil
+}
+
+// updateStations applies fn to the station list under an exclusive file lock,
+// so two station commands run at once cannot lose each other's change.
+func updateStations(l Layout, fn func(*stationList) error) error {
+	lock, err := os.OpenFile(l.Stations()+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: %s", ErrNotInitialized, l.Dir)
+		}
+		return fmt.Errorf("lock stations: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock stations: %w", err)
+	}
+	list, err := readStations(l)
+	if err != nil {
+		return err
+	}
+	if err := fn(list); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(list, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(l.Stations(), append(b, '\n'), 0o644)
+}
+
+// idevidTemplate is the step-ca certificate template of birth certificates.
+// The subject comes from the token, which step-ca checks against the CSR;
+// revocation URLs are stamped by the issuer, which knows the serial.
+const idevidTemplate = `{
+	"subject": {"commonName": {{ toJson .Subject.CommonName }}, "serialNumber": {{ toJson .Subject.CommonName }}},
+	"sans": {{ toJson .SANs }},
+	"keyUsage": ["digitalSignature"],
+	"extKeyUsage": ["clientAuth"],
+	"policyIdentifiers": ["` + PolicyIDevID + `"]
+}`
+
+// stationProvisioner is step-ca's JWK provisioner narrowed to the IDevID
+// profile: anything a station asks for outside it is refused, not rewritten.
+type stationProvisioner struct {
+	*provisioner.JWK
+	disabled bool
+}
+
+func newStationProvisioner(s Station, lifetime time.Duration) *stationProvisioner {
+	d := &provisioner.Duration{Duration: lifetime}
+	return &stationProvisioner{
+		JWK: &provisioner.JWK{
+			Type: provisioner.TypeJWK.String(),
+			Name: s.Name,
+			Key:  s.Key,
+			Claims: &provisioner.Claims{
+				// One lifetime only: a token asking for any other is refused.
+				MinTLSDur:     d,
+				MaxTLSDur:     d,
+				DefaultTLSDur: d,
+			},
+			Options: &provisioner.Options{X509: &provisioner.X509Options{Template: idevidTemplate}},
+		},
+		disabled: s.Disabled,
+	}
+}
+
+// AuthorizeSign adds the IDevID profile checks to the JWK provisioner's.
+func (p *stationProvisioner) AuthorizeSign(ctx context.Context, token string) ([]provisioner.SignOption, error) {
+	if p.disabled {
+		return nil, errs.Unauthorized("station %s is disabled", p.Name)
+	}
+	opts, err := p.JWK.AuthorizeSign(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, idevidRequestCheck{}, idevidCertValidator{}), nil
+}
+
+// AuthorizeRevoke refuses revocation tokens of a disabled station.
+func (p *stationProvisioner) AuthorizeRevoke(ctx context.Context, token string) error {
+	if p.disabled {
+		return errs.Unauthorized("station %s is disabled", p.Name)
+	}
+	return p.JWK.AuthorizeRevoke(ctx, token)
+}
+
+var oidExtKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 37}
+var oidClientAuth = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 2}
+
+// idevidRequestCheck checks the CSR against the IDevID profile. It runs as a
+// certificate option rather than a request validator because step-ca shows
+// a template error's message to the client, and a validator's only to its log;
+// a station operator needs to read why a request was refused.
+type idevidRequestCheck struct{}
+
+func (idevidRequestCheck) Options(provisioner.SignOptions) []x509util.Option {
+	return []x509util.Option{func(csr *x509.CertificateRequest, _ *x509util.Options) error {
+		if err := validateIDevIDRequest(csr); err != nil {
+			return &x509util.TemplateError{Message: err.Error()}
+		}
+		return nil
+	}}
+}
+
+func validateIDevIDRequest(csr *x509.CertificateRequest) error {
+	serial := csr.Subject.CommonName
+	if err := ValidateSerial(serial); err != nil {
+		return fmt.Errorf("certificate request common name: %w", err)
+	}
+	want := GatewayURIPrefix + serial
+	if len(csr.DNSNames)+len(csr.IPAddresses)+len(csr.EmailAddresses) > 0 ||
+		len(csr.URIs) != 1 || csr.URIs[0].String() != want {
+		return fmt.Errorf("a station certificate request must have exactly one SAN, the URI %s (got %s); "+
+			"with the step CLI pass --san %s", want, describeSANs(csr), want)
+	}
+	for _, ext := range csr.Extensions {
+		if !ext.Id.Equal(oidExtKeyUsage) {
+			continue
+		}
+		var ekus []asn1.ObjectIdentifier
+		if _, err := asn1.Unmarshal(ext.Value, &ekus); err != nil {
+			return fmt.Errorf("certificate request has a malformed extended key usage extension")
+		}
+		for _, e := range ekus {
+			if !e.Equal(oidClientAuth) {
+				return fmt.Errorf("certificate request asks for extended key usage %s; stations may only get clientAuth", e)
+			}
+		}
+	}
+	return nil
+}
+
+// idevidCertValidator checks the certificate about to be signed, so that a
+// template edit cannot widen what a station may obtain.
+type idevidCertValidator struct{}
+
+func (idevidCertValidator) Valid(cert *x509.Certificate, _ provisioner.SignOptions) error {
+	serial := cert.Subject.CommonName
+	switch {
+	case len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth || len(cert.UnknownExtKeyUsage) > 0:
+		return errors.New("station certificates may only carry the clientAuth extended key usage")
+	case len(cert.DNSNames)+len(cert.IPAddresses)+len(cert.EmailAddresses) > 0,
+		len(cert.URIs) != 1, GatewaySerial(cert) != serial:
+		return fmt.Errorf("station certificates may only name the gateway URI %s%s", GatewayURIPrefix, serial)
+	case cert.IsCA:
+		return errors.New("station certificates cannot be CA certificates")
+	case !HasPolicy(cert, PolicyIDevID):
+		return errors.New("station certificates must carry the IDevID policy")
+	}
+	return nil
+}
+
+func describeSANs(csr *x509.CertificateRequest) string {
+	var sans []string
+	sans = append(sans, csr.DNSNames...)
+	for _, ip := range csr.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	sans = append(sans, csr.EmailAddresses...)
+	for _, u := range csr.URIs {
+		sans = append(sans, u.String())
+	}
+	if len(sans) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%q", sans)
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gwpki/gwpki/ca"
+	"github.com/gwpki/gwpki/internal/server"
+)
+
+// defaultDataDir is where every command that takes --dir looks by default.
+const defaultDataDir = "./gwpki-data"
+
+type serveOptions struct {
+	dir          string
+	apiAddr      string
+	httpAddr     string
+	mqttAddr     string
+	passwordFile string
+	readyFile    string
+}
+
+func (o *serveOptions) AddFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.dir, "dir", defaultDataDir, "data directory (initialised when new)")
+	f.StringVar(&o.apiAddr, "api-addr", "", "HTTPS API listener (default from config.json, :8443)")
+	f.StringVar(&o.httpAddr, "http-addr", "", "plain HTTP listener for OCSP, CRLs, health and metrics (default :8080)")
+	f.StringVar(&o.mqttAddr, "mqtt-addr", "", "MQTT/TLS listener (default :8883; the broker arrives with issue 6)")
+	f.StringVar(&o.passwordFile, "password-file", "", "file with the CA key password, when init was given one")
+	f.StringVar(&o.readyFile, "ready-file", "", "write {\"api_url\",\"http_url\",\"pid\"} as JSON here once listening (for scripts)")
+}
+
+func newServeCommand() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the CA (step-ca API), the /v1 API, health and metrics",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			err := server.Run(cmd.Context(), server.Options{
+				Dir:          o.dir,
+				APIAddr:      o.apiAddr,
+				HTTPAddr:     o.httpAddr,
+				PasswordFile: o.passwordFile,
+				ReadyFile:    o.readyFile,
+				Out:          cmd.ErrOrStderr(),
+				Logger:       slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)),
+			})
+			if errors.Is(err, ca.ErrNotInitialized) {
+				return withHint(err, "run gwpki init --dir "+o.dir)
+			}
+			return err
+		},
+	}
+	o.AddFlags(cmd)
+	return cmd
+}

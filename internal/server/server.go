@@ -1,0 +1,236 @@
+// Package server assembles gwpki serve: it opens the data directory, builds
+// the CA and the account service on one store, and runs the HTTPS API
+// listener and the plain HTTP listener until its context ends.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gwpki/gwpki/ca"
+	"github.com/gwpki/gwpki/claim"
+	"github.com/gwpki/gwpki/internal/store"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Options are the settings of [Run]; empty fields take the data directory's
+// configuration.
+type Options struct {
+	Dir          string
+	APIAddr      string
+	HTTPAddr     string
+	PasswordFile string
+	// ReadyFile, when set, receives a JSON [Ready] once every listener is up.
+	ReadyFile string
+	// Out receives the start-up banner (where things listen, what next).
+	Out    io.Writer
+	Logger *slog.Logger
+}
+
+// Ready is what [Run] writes to Options.ReadyFile.
+type Ready struct {
+	APIURL  string `json:"api_url"`
+	HTTPURL string `json:"http_url"`
+	PID     int    `json:"pid"`
+}
+
+// Run serves until ctx ends, then shuts down cleanly: listeners stop
+// accepting, requests in flight finish, the store commits and closes.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Out == nil {
+		opts.Out = io.Discard
+	}
+	log := opts.Logger
+	if !ca.Initialized(opts.Dir) {
+		res, err := Init(ctx, opts.Dir, InitOptions{})
+		if err != nil {
+			return err
+		}
+		printInit(opts.Out, opts.Dir, res)
+	}
+	cfg, err := ca.LoadConfig(opts.Dir)
+	if err != nil {
+		return err
+	}
+	var password []byte
+	if opts.PasswordFile != "" {
+		if password, err = ca.ReadPasswordFile(opts.PasswordFile); err != nil {
+			return err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	st, err := openStore(opts.Dir, reg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	apiLn, err := net.Listen("tcp", pick(opts.APIAddr, cfg.APIAddr))
+	if err != nil {
+		return fmt.Errorf("listen for the API: %w", err)
+	}
+	defer apiLn.Close()
+	httpLn, err := net.Listen("tcp", pick(opts.HTTPAddr, cfg.HTTPAddr))
+	if err != nil {
+		return fmt.Errorf("listen for HTTP: %w", err)
+	}
+	defer httpLn.Close()
+	apiURL := "https://" + hostPort(cfg.Hostnames[0], apiLn.Addr())
+	httpURL := "http://" + hostPort(cfg.Hostnames[0], httpLn.Addr())
+
+	auth, err := ca.Open(ctx, opts.Dir, st, ca.Options{
+		Password:      password,
+		PublicHTTPURL: httpURL,
+		APIAddr:       apiLn.Addr().String(),
+		Registerer:    reg,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	defer auth.Close()
+	accounts, err := claim.NewAccounts(st, claim.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	tlsConfig, err := auth.TLSConfig()
+	if err != nil {
+		return err
+	}
+
+	api := chi.NewRouter()
+	accounts.Routes(api)
+	auth.Routes(api)
+	apiSrv := &http.Server{
+		Handler:           api,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	httpSrv := &http.Server{
+		Handler:           plainRoutes(st, reg),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go auth.WatchStations(ctx, time.Second)
+
+	errc := make(chan error, 2)
+	go func() { errc <- serveErr(apiSrv.ServeTLS(apiLn, "", "")) }()
+	go func() { errc <- serveErr(httpSrv.Serve(httpLn)) }()
+
+	if opts.ReadyFile != "" {
+		b, _ := json.Marshal(Ready{APIURL: apiURL, HTTPURL: httpURL, PID: os.Getpid()})
+		if err := writeFile(opts.ReadyFile, b); err != nil {
+			return fmt.Errorf("write ready file: %w", err)
+		}
+	}
+	printBanner(opts.Out, opts.Dir, apiURL, httpURL, auth)
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	log.Info("shutting down")
+	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	err = errors.Join(err, apiSrv.Shutdown(shutdownCtx), httpSrv.Shutdown(shutdownCtx))
+	return err
+}
+
+// openStore opens the data directory's database, reporting group commits.
+func openStore(dir string, reg prometheus.Registerer) (*store.DB, error) {
+	batch := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "gwpki_store_commit_batch_size",
+		Help:    "Updates per durable commit (group commit).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+	})
+	took := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "gwpki_store_commit_duration_seconds",
+		Help:    "Time to apply and fsync one commit.",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 12),
+	})
+	reg.MustRegister(batch, took)
+	return store.Open(ca.Layout{Dir: dir}.Database(), store.Options{
+		OnCommit: func(n int, d time.Duration) {
+			batch.Observe(float64(n))
+			took.Observe(d.Seconds())
+		},
+	})
+}
+
+// plainRoutes are the unauthenticated HTTP listener's: health and metrics.
+// OCSP and CRLs join them with revocation (issue 3).
+func plainRoutes(st *store.DB, reg *prometheus.Registry) http.Handler {
+	r := chi.NewRouter()
+	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := st.View(func(*bolt.Tx) error { return nil }); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"status":"unavailable"}`)
+			return
+		}
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return r
+}
+
+func serveErr(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+func pick(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// hostPort joins the public host name with the port actually listened on.
+func hostPort(host string, addr net.Addr) string {
+	port := 0
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		port = ta.Port
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+func writeFile(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
