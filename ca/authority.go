@@ -20,7 +20,6 @@ import (
 	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/authority/config"
 	"github.com/smallstep/certificates/authority/provisioner"
-	stepca "github.com/smallstep/certificates/ca"
 	casapi "github.com/smallstep/certificates/cas/apiv1"
 	"github.com/smallstep/certificates/cas/softcas"
 	stepdb "github.com/smallstep/certificates/db"
@@ -69,8 +68,8 @@ type Authority struct {
 	reloadMu      sync.Mutex
 	stationsStamp time.Time // mtime of stations.json at the last build
 
-	renewer *stepca.TLSRenewer
-	closeKM func() error
+	serverCert *serverCert
+	closeKM    func() error
 }
 
 // Open builds the authority for the data directory dir on the store st.
@@ -287,38 +286,49 @@ func limitBody(next http.Handler) http.Handler {
 }
 
 // TLSConfig returns the HTTPS listener's configuration: TLS 1.2 or newer, a
-// server certificate issued by this CA and renewed by the server before it
-// expires, and client certificates requested (not required) so that
-// step-ca's /renew works over mutual TLS.
-func (a *Authority) TLSConfig() (*tls.Config, error) {
-	renew := func() (*tls.Certificate, error) { return a.current.Load().GetTLSCertificate() }
-	crt, err := renew()
-	if err != nil {
-		return nil, fmt.Errorf("issue server certificate: %w", err)
+// server certificate issued by this CA and renewed by the server until ctx
+// ends, and client certificates requested (not required) so that step-ca's
+// /renew works over mutual TLS.
+func (a *Authority) TLSConfig(ctx context.Context) (*tls.Config, error) {
+	lifetime := a.cfg.ServerCertLifetime.Duration
+	if lifetime <= 0 {
+		lifetime = DefaultServerCertLifetime
 	}
-	a.renewer, err = stepca.NewTLSRenewer(crt, renew)
-	if err != nil {
-		return nil, fmt.Errorf("start server certificate renewer: %w", err)
+	sc := &serverCert{issuer: a.issuer, hostnames: a.cfg.Hostnames, lifetime: lifetime}
+	if _, err := sc.issue(); err != nil {
+		return nil, err
 	}
-	a.renewer.Run()
+	a.serverCert = sc
+	go sc.renewLoop(ctx, func(err error) { a.log.Error("renew server certificate", "err", err) })
 	pool := x509.NewCertPool()
 	for _, c := range append(append([]*x509.Certificate{}, a.roots...), a.chain...) {
 		pool.AddCert(c)
 	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
-		GetCertificate: a.renewer.GetCertificateForCA,
+		GetCertificate: sc.get,
 		ClientAuth:     tls.VerifyClientCertIfGiven,
 		ClientCAs:      pool,
 	}, nil
 }
 
-// Close stops the certificate renewer and releases the KMS. The store is
-// the caller's to close.
-func (a *Authority) Close() error {
-	if a.renewer != nil {
-		a.renewer.Stop()
+// Healthy reports why the CA cannot serve, or nil: the server certificate
+// must be current (its renewal works) and the issuing CA unexpired.
+func (a *Authority) Healthy() error {
+	now := time.Now()
+	if a.serverCert != nil {
+		if leaf := a.serverCert.current.Load().Leaf; now.After(leaf.NotAfter) {
+			return errors.New("server certificate expired: renewal is failing")
+		}
 	}
+	if now.After(a.issuer.notAfter) {
+		return errors.New("issuing CA certificate expired")
+	}
+	return nil
+}
+
+// Close releases the KMS. The store is the caller's to close.
+func (a *Authority) Close() error {
 	if a.closeKM != nil {
 		return a.closeKM()
 	}

@@ -86,6 +86,9 @@ type Config struct {
 	// IDevIDLifetime is the birth certificate lifetime (default 20 years),
 	// capped by the issuing CA's own expiry.
 	IDevIDLifetime Duration `json:"idevid_lifetime,omitzero"`
+	// ServerCertLifetime is the lifetime of the API's TLS certificate
+	// (default 24h); the server renews it at two thirds of its life.
+	ServerCertLifetime Duration `json:"server_cert_lifetime,omitzero"`
 	// CRLShards is how many CRLs the revoked serials are spread over
 	// (default 256). It is fixed at init: issued certificates name their shard.
 	CRLShards int `json:"crl_shards,omitempty"`

@@ -55,15 +55,21 @@ func (m *metrics) X509Renewed(_ []*x509.Certificate, p provisioner.Interface, er
 func (m *metrics) X509Rekeyed(_ []*x509.Certificate, p provisioner.Interface, err error) {
 	m.count("rekey", p, err)
 }
-func (m *metrics) X509WebhookAuthorized(provisioner.Interface, error)                {}
-func (m *metrics) X509WebhookEnriched(provisioner.Interface, error)                  {}
-func (m *metrics) SSHSigned(_ *ssh.Certificate, p provisioner.Interface, err error)  { m.count("ssh-sign", p, err) }
-func (m *metrics) SSHRenewed(_ *ssh.Certificate, p provisioner.Interface, err error) { m.count("ssh-renew", p, err) }
-func (m *metrics) SSHRekeyed(_ *ssh.Certificate, p provisioner.Interface, err error) { m.count("ssh-rekey", p, err) }
-func (m *metrics) SSHWebhookAuthorized(provisioner.Interface, error)                 {}
-func (m *metrics) SSHWebhookEnriched(provisioner.Interface, error)                   {}
-func (m *metrics) KMSSigned(error)                                                   {}
-func (m *metrics) KMSError(error)                                                    {}
+func (m *metrics) X509WebhookAuthorized(provisioner.Interface, error) {}
+func (m *metrics) X509WebhookEnriched(provisioner.Interface, error)   {}
+func (m *metrics) SSHSigned(_ *ssh.Certificate, p provisioner.Interface, err error) {
+	m.count("ssh-sign", p, err)
+}
+func (m *metrics) SSHRenewed(_ *ssh.Certificate, p provisioner.Interface, err error) {
+	m.count("ssh-renew", p, err)
+}
+func (m *metrics) SSHRekeyed(_ *ssh.Certificate, p provisioner.Interface, err error) {
+	m.count("ssh-rekey", p, err)
+}
+func (m *metrics) SSHWebhookAuthorized(provisioner.Interface, error) {}
+func (m *metrics) SSHWebhookEnriched(provisioner.Interface, error)   {}
+func (m *metrics) KMSSigned(error)                                   {}
+func (m *metrics) KMSError(error)                                    {}
 
 // issuingRoutes are the step-ca routes whose latency is measured.
 var issuingRoutes = map[string]string{

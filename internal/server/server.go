@@ -23,8 +23,8 @@ import (
 
 	"github.com/gwpki/gwpki/ca"
 	"github.com/gwpki/gwpki/claim"
+	"github.com/gwpki/gwpki/internal/httpapi"
 	"github.com/gwpki/gwpki/internal/store"
-	bolt "go.etcd.io/bbolt"
 )
 
 // Options are the settings of [Run]; empty fields take the data directory's
@@ -58,6 +58,9 @@ func Run(ctx context.Context, opts Options) error {
 		opts.Out = io.Discard
 	}
 	log := opts.Logger
+	// Background work (station reloads, certificate renewal) ends with Run.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if !ca.Initialized(opts.Dir) {
 		res, err := Init(ctx, opts.Dir, InitOptions{})
 		if err != nil {
@@ -112,7 +115,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	tlsConfig, err := auth.TLSConfig()
+	tlsConfig, err := auth.TLSConfig(ctx)
 	if err != nil {
 		return err
 	}
@@ -131,7 +134,7 @@ func Run(ctx context.Context, opts Options) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	httpSrv := &http.Server{
-		Handler:           plainRoutes(st, reg),
+		Handler:           plainRoutes(auth, reg),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -139,8 +142,6 @@ func Run(ctx context.Context, opts Options) error {
 		MaxHeaderBytes:    16 << 10,
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go auth.WatchStations(ctx, time.Second)
 
 	errc := make(chan error, 2)
@@ -189,16 +190,14 @@ func openStore(dir string, reg prometheus.Registerer) (*store.DB, error) {
 
 // plainRoutes are the unauthenticated HTTP listener's: health and metrics.
 // OCSP and CRLs join them with revocation (issue 3).
-func plainRoutes(st *store.DB, reg *prometheus.Registry) http.Handler {
+func plainRoutes(auth *ca.Authority, reg *prometheus.Registry) http.Handler {
 	r := chi.NewRouter()
 	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if err := st.View(func(*bolt.Tx) error { return nil }); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, `{"status":"unavailable"}`)
+		if err := auth.Healthy(); err != nil {
+			httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
 			return
 		}
-		fmt.Fprintln(w, `{"status":"ok"}`)
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return r
