@@ -69,13 +69,13 @@ func (s *serverCert) issue() (*tls.Certificate, error) {
 	return crt, nil
 }
 
-// renewLoop replaces the certificate at two thirds of its life until ctx
-// ends; a failed renewal is retried every few seconds while the old one lasts.
+// renewLoop replaces the certificate when a third of its lifetime is left,
+// until ctx ends; a failed renewal is retried every few seconds while the old
+// certificate lasts. (NotBefore is backdated, so it is not the issue time.)
 func (s *serverCert) renewLoop(ctx context.Context, onError func(error)) {
 	for {
 		leaf := s.current.Load().Leaf
-		life := leaf.NotAfter.Sub(leaf.NotBefore)
-		wait := time.Until(leaf.NotBefore.Add(life * 2 / 3))
+		wait := time.Until(leaf.NotAfter.Add(-s.lifetime / 3))
 		t := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():

@@ -37,6 +37,7 @@ func newRootCommand() *cobra.Command {
 		newStationCommand(),
 		newLoginCommand(),
 		newUserCommand(),
+		newDBCommand(),
 	)
 	return root
 }

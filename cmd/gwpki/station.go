@@ -11,10 +11,10 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"go.step.sm/crypto/jose"
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/gwpki/gwpki/ca"
+	"github.com/gwpki/gwpki/provisioning"
 )
 
 func newStationCommand() *cobra.Command {
@@ -25,16 +25,6 @@ func newStationCommand() *cobra.Command {
 	}
 	cmd.AddCommand(newStationAddCommand(), newStationListCommand(), newStationDisableCommand())
 	return cmd
-}
-
-// StationFile is what `gwpki station add --out` writes: everything a line
-// station needs to obtain birth certificates. It holds the station's private
-// key, so it is written with mode 0600.
-type StationFile struct {
-	Name            string           `json:"name"`
-	CAURL           string           `json:"ca_url"`
-	RootFingerprint string           `json:"root_fingerprint"`
-	Key             *jose.JSONWebKey `json:"key"`
 }
 
 type stationAddOptions struct {
@@ -92,7 +82,7 @@ func (o *stationAddOptions) run(cmd *cobra.Command, name string) error {
 		caURL = defaultCAURL(cfg)
 	}
 	sum := sha256.Sum256(root.Raw)
-	sf := StationFile{Name: name, CAURL: caURL, RootFingerprint: hex.EncodeToString(sum[:]), Key: key}
+	sf := provisioning.Station{Name: name, CAURL: caURL, RootFingerprint: hex.EncodeToString(sum[:]), Key: key}
 	if err := writeJSONFile(o.out, sf); err != nil {
 		return err
 	}

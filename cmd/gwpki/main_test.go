@@ -1,0 +1,154 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"go/build"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/gwpki/gwpki/internal/server"
+)
+
+// TestMain lets scripts run this test binary as the real gwpki command, in
+// its own process, so signals and exit codes are the binary's.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"gwpki": main,
+	})
+}
+
+// TestScripts runs the end-to-end scenarios in testdata/script against the
+// binary and the real peers (step, openssl, softhsm2-util).
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir:                 "testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(env *testscript.Env) error {
+			// Keep each script's step and gwpki client state in its sandbox,
+			// and find `go install`ed peers such as step.
+			env.Setenv("STEPPATH", filepath.Join(env.WorkDir, ".step"))
+			env.Setenv("GWPKI_CONFIG_DIR", filepath.Join(env.WorkDir, ".gwpki"))
+			env.Setenv("HOME", env.WorkDir)
+			env.Setenv("PATH", env.Getenv("PATH")+string(os.PathListSeparator)+filepath.Join(build.Default.GOPATH, "bin"))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"waitready": cmdWaitReady,
+			"signal":    cmdSignal,
+			"setenv":    cmdSetenvStdout,
+			"httpget":   cmdHTTPGet,
+			"mode":      cmdMode,
+			"tlscert":   cmdTLSCert,
+		},
+	})
+}
+
+// waitready FILE: wait for `gwpki serve --ready-file FILE`, then export
+// API_URL, HTTP_URL and SERVE_PID.
+func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitready FILE")
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, err := os.ReadFile(ts.MkAbs(args[0]))
+		if err == nil {
+			var r server.Ready
+			ts.Check(json.Unmarshal(b, &r))
+			ts.Setenv("API_URL", r.APIURL)
+			ts.Setenv("HTTP_URL", r.HTTPURL)
+			ts.Setenv("SERVE_PID", strconv.Itoa(r.PID))
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear within 60s", args[0])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// signal TERM|HUP|KILL PID: send a signal to a process.
+func cmdSignal(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: signal TERM|HUP|KILL PID")
+	}
+	sigs := map[string]syscall.Signal{"TERM": syscall.SIGTERM, "HUP": syscall.SIGHUP, "KILL": syscall.SIGKILL}
+	sig, ok := sigs[args[0]]
+	if !ok {
+		ts.Fatalf("unknown signal %s", args[0])
+	}
+	pid, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	ts.Check(syscall.Kill(pid, sig))
+}
+
+// setenv NAME: set NAME to the previous command's standard output, trimmed.
+func cmdSetenvStdout(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: setenv NAME")
+	}
+	ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile("stdout")))
+}
+
+// httpget URL: GET a plain-HTTP URL; prints "status N" and the body.
+func cmdHTTPGet(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: httpget URL")
+	}
+	resp, err := http.Get(args[0])
+	ts.Check(err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "status %d\n%s", resp.StatusCode, body)
+	if ok := resp.StatusCode < 400; ok == neg {
+		ts.Fatalf("GET %s: status %d", args[0], resp.StatusCode)
+	}
+}
+
+// mode PERM FILE...: check files' permission bits.
+func cmdMode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: mode PERM FILE...")
+	}
+	want, err := strconv.ParseUint(args[0], 8, 32)
+	ts.Check(err)
+	for _, f := range args[1:] {
+		fi, err := os.Stat(ts.MkAbs(f))
+		ts.Check(err)
+		if got := fi.Mode().Perm(); got != os.FileMode(want) {
+			ts.Fatalf("%s: mode %o; want %o", f, got, want)
+		}
+	}
+}
+
+// tlscert URL ROOT: connect to an HTTPS URL trusting only ROOT, refusing
+// anything older than TLS 1.2; prints the server certificate's serial and
+// the negotiated version.
+func cmdTLSCert(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: tlscert URL ROOT")
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(ts.ReadFile(args[1]))) {
+		ts.Fatalf("no certificate in %s", args[1])
+	}
+	host := strings.TrimPrefix(args[0], "https://")
+	conn, err := tls.Dial("tcp", host, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	ts.Check(err)
+	defer conn.Close()
+	st := conn.ConnectionState()
+	fmt.Fprintf(ts.Stdout(), "serial %s\nversion %s\n", st.PeerCertificates[0].SerialNumber, tls.VersionName(st.Version))
+}

@@ -1,0 +1,126 @@
+package provisioning
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.step.sm/crypto/jose"
+
+	"github.com/gwpki/gwpki/ca"
+)
+
+// Station is what `gwpki station add --out` writes: everything a line
+// station needs to obtain birth certificates. It holds the station's private
+// key, so it lives in a file of mode 0600.
+type Station struct {
+	Name            string           `json:"name"`
+	CAURL           string           `json:"ca_url"`
+	RootFingerprint string           `json:"root_fingerprint"`
+	Key             *jose.JSONWebKey `json:"key"`
+}
+
+// LoadStation reads and checks a station file.
+func LoadStation(path string) (*Station, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read station file: %w", err)
+	}
+	var s Station
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("read station file %s: not a gwpki station file: %w", path, err)
+	}
+	switch {
+	case s.Name == "" || s.Key == nil:
+		return nil, fmt.Errorf("read station file %s: not a gwpki station file (no name or key)", path)
+	case s.Key.IsPublic():
+		return nil, fmt.Errorf("read station file %s: it holds a public key only", path)
+	}
+	return &s, nil
+}
+
+// TokenLifetime is how long a one-time token is valid: long enough for a
+// retry, short enough that a leaked one is soon useless.
+const TokenLifetime = 5 * time.Minute
+
+// tokenClaims are the claims step-ca's JWK provisioner reads.
+type tokenClaims struct {
+	jose.Claims
+	SANs []string `json:"sans,omitempty"`
+}
+
+// Token returns a one-time token that authorises the certificate of the
+// gateway serial at the CA endpoint audience (e.g. https://ca:8443/1.0/sign),
+// exactly as `step ca token --san urn:gwpki:gateway:<serial>` makes it.
+func (s *Station) Token(serial, audience string, now time.Time) (string, error) {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: s.Key.Key},
+		new(jose.SignerOptions).WithType("JWT").WithHeader("kid", s.Key.KeyID))
+	if err != nil {
+		return "", fmt.Errorf("create token signer: %w", err)
+	}
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return "", err
+	}
+	c := tokenClaims{
+		Claims: jose.Claims{
+			ID:        base64.RawURLEncoding.EncodeToString(id),
+			Issuer:    s.Name,
+			Subject:   serial,
+			Audience:  jose.Audience{audience},
+			IssuedAt:  jose.NewNumericDate(now),
+			NotBefore: jose.NewNumericDate(now),
+			Expiry:    jose.NewNumericDate(now.Add(TokenLifetime)),
+		},
+		SANs: []string{ca.GatewayURIPrefix + serial},
+	}
+	tok, err := jose.Signed(signer).Claims(c).CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("sign token: %w", err)
+	}
+	return tok, nil
+}
+
+// SignURL returns the step-ca sign endpoint under the CA URL base.
+func SignURL(base string) string { return strings.TrimRight(base, "/") + "/1.0/sign" }
+
+// NewGatewayKey generates a P-256 key and a CSR of the IDevID profile for
+// serial: CN = serial, one URI SAN urn:gwpki:gateway:<serial>.
+func NewGatewayKey(serial string) (crypto.Signer, []byte, error) {
+	if err := ca.ValidateSerial(serial); err != nil {
+		return nil, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate gateway key: %w", err)
+	}
+	csr, err := GatewayCSR(serial, key)
+	return key, csr, err
+}
+
+// GatewayCSR returns a PEM CSR of the IDevID profile for serial signed by key.
+func GatewayCSR(serial string, key crypto.Signer) ([]byte, error) {
+	if key == nil {
+		return nil, errors.New("no key")
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: serial},
+		URIs:    []*url.URL{ca.GatewayURI(serial)},
+	}, key)
+	if err != nil {
+		return nil, fmt.Errorf("create certificate request: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
