@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ func TestScripts(t *testing.T) {
 			env.Setenv("PATH", env.Getenv("PATH")+string(os.PathListSeparator)+filepath.Join(build.Default.GOPATH, "bin"))
 			return nil
 		},
+		Condition: peerCondition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitready": cmdWaitReady,
 			"signal":    cmdSignal,
@@ -151,4 +153,25 @@ func cmdTLSCert(ts *testscript.TestScript, neg bool, args []string) {
 	defer conn.Close()
 	st := conn.ConnectionState()
 	fmt.Fprintf(ts.Stdout(), "serial %s\nversion %s\n", st.PeerCertificates[0].SerialNumber, tls.VersionName(st.Version))
+}
+
+// peerCondition answers [peer:NAME]: whether the real peer program NAME is
+// installed. Under CI (where make test installs every peer) a missing peer
+// is an error, never a silent skip.
+func peerCondition(cond string) (bool, error) {
+	name, ok := strings.CutPrefix(cond, "peer:")
+	if !ok {
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+	path := filepath.Join(build.Default.GOPATH, "bin", name)
+	if _, err := os.Stat(path); err == nil {
+		return true, nil
+	}
+	if _, err := exec.LookPath(name); err == nil {
+		return true, nil
+	}
+	if os.Getenv("CI") != "" {
+		return false, fmt.Errorf("peer %s is not installed; make test installs it", name)
+	}
+	return false, nil
 }
