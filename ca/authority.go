@@ -17,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/smallstep/certificates/api"
+	steplog "github.com/smallstep/certificates/api/log"
 	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/authority/config"
 	"github.com/smallstep/certificates/authority/provisioner"
@@ -270,8 +271,16 @@ func (a *Authority) withStepContext(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := authority.NewContext(r.Context(), a.current.Load())
 		ctx = stepdb.NewContext(ctx, a.db)
+		ctx = steplog.WithErrorLogger(ctx, a.logRefusal)
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// logRefusal logs why step-ca refused a request. step-ca answers with a
+// deliberately vague message (no oracle for token guessers), so the cause,
+// such as "station line1 is disabled", is only in the server log.
+func (a *Authority) logRefusal(_ http.ResponseWriter, r *http.Request, err error) {
+	a.log.Warn("request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
 }
 
 func limitBody(next http.Handler) http.Handler {
