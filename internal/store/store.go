@@ -11,13 +11,23 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// ErrClosed is returned by [DB.Update] after [DB.Close] has been called.
+// ErrClosed is returned by [DB.Update] and [DB.View] after [DB.Close] has
+// been called.
 var ErrClosed = errors.New("store closed")
+
+// ErrLocked is returned by [Open] when another process (or another DB in this
+// process) holds the file's lock for longer than [Options.Timeout].
+var ErrLocked = errors.New("file is locked by another process (is gwpki serve already running?)")
+
+// ErrPanicked is wrapped by the error [DB.Update] returns when its fn
+// panicked; the panic value is part of the message.
+var ErrPanicked = errors.New("update panicked")
 
 // Options tune a DB. The zero value is the default.
 type Options struct {
@@ -26,26 +36,41 @@ type Options struct {
 	// Timeout is how long Open waits for bbolt's file lock (default 1s):
 	// only one process may open a data file.
 	Timeout time.Duration
-	// OnCommit, when set, is called after every durable commit with the
-	// number of updates in the batch and how long the commit took.
+	// OnCommit, when set, is called from the committer goroutine after every
+	// durable commit, before the batch's callers return, with the number of
+	// updates in the batch and how long the commit took. It must be quick:
+	// nothing commits while it runs.
 	OnCommit func(updates int, took time.Duration)
 }
 
 // DB is a bbolt database with a single committer goroutine.
 type DB struct {
 	bolt     *bolt.DB
+	path     string
 	opts     Options
 	requests chan *request
 	done     chan struct{}
 
 	closeOnce sync.Once
-	mu        sync.RWMutex // guards closed against concurrent Update/Close
-	closed    bool
+	closeErr  error
+	// mu guards closed and makes Close wait for senders: Update holds the
+	// read lock while sending, so requests is never sent on once closed.
+	mu     sync.RWMutex
+	closed bool
 }
 
+// Request states: a queued request is either taken by the committer or
+// abandoned by its caller, never both.
+const (
+	queued int32 = iota
+	taken
+	abandoned
+)
+
 type request struct {
-	fn  func(*bolt.Tx) error
-	err chan error
+	fn    func(*bolt.Tx) error
+	err   chan error
+	state atomic.Int32
 }
 
 // Open opens (creating if needed) the bbolt file at path with mode 0600.
@@ -59,12 +84,13 @@ func Open(path string, opts Options) (*DB, error) {
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("open %s: the file is locked by another process (is gwpki serve running?)", path)
+			return nil, fmt.Errorf("open store %s: %w", path, ErrLocked)
 		}
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	db := &DB{
 		bolt:     b,
+		path:     path,
 		opts:     opts,
 		requests: make(chan *request, opts.MaxBatch),
 		done:     make(chan struct{}),
@@ -74,11 +100,25 @@ func Open(path string, opts Options) (*DB, error) {
 }
 
 // Update runs fn in a read-write transaction shared with other concurrent
-// updates and returns once that transaction is committed and fsynced. If fn
-// returns an error, its writes are discarded and the error returned; the
-// other updates of the batch are unaffected. fn may run more than once, so it
-// must not have side effects outside the transaction.
+// updates and returns once that transaction is committed and fsynced.
+//
+// If fn returns an error or panics, its writes are discarded and the error
+// returned (a panic wraps [ErrPanicked]); the other updates of the batch are
+// unaffected. fn may run more than once, so it must not have side effects
+// outside the transaction, and whatever it records in captured variables it
+// must set afresh on each run.
+//
+// If ctx ends before the committer picks the update up, Update returns
+// ctx.Err() and fn is never applied. Once picked up, Update waits for the
+// outcome regardless of ctx, so it never reports failure for a durable write.
+//
+// fn must not call Update or Close: the committer would wait for itself.
 func (db *DB) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	// Checked first because select picks randomly among ready cases, which
+	// would otherwise queue an already-cancelled update half of the time.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	req := &request{fn: fn, err: make(chan error, 1)}
 	db.mu.RLock()
 	if db.closed {
@@ -92,20 +132,33 @@ func (db *DB) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
 		return ctx.Err()
 	}
 	db.mu.RUnlock()
-	// Once queued, the update will be applied: wait for the outcome even if
-	// ctx ends, so that callers never report failure for a durable write.
-	return <-req.err
+
+	select {
+	case err := <-req.err:
+		return err
+	case <-ctx.Done():
+		if req.state.CompareAndSwap(queued, abandoned) {
+			return ctx.Err()
+		}
+		return <-req.err
+	}
 }
 
-// View runs fn in a read-only transaction.
+// View runs fn in a read-only transaction. Views run concurrently with each
+// other and with the committer.
 func (db *DB) View(fn func(*bolt.Tx) error) error {
-	return db.bolt.View(fn)
+	err := db.bolt.View(fn)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
 }
 
 // Check verifies the consistency of the whole file (pages, freelist).
 func (db *DB) Check() error {
-	return db.bolt.View(func(tx *bolt.Tx) error {
+	return db.View(func(tx *bolt.Tx) error {
 		var errs []error
+		// The channel must be drained: Check's goroutine blocks otherwise.
 		for err := range tx.Check() {
 			errs = append(errs, err)
 		}
@@ -113,10 +166,12 @@ func (db *DB) Check() error {
 	})
 }
 
-// Path returns the file the database lives in.
-func (db *DB) Path() string { return db.bolt.Path() }
+// Path returns the file the database lives in, also after Close (bbolt
+// forgets it then).
+func (db *DB) Path() string { return db.path }
 
-// Close waits for queued updates to commit and closes the file.
+// Close rejects new updates, waits for the queued ones to commit, and closes
+// the file. Calling it again returns the first call's result.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		db.mu.Lock()
@@ -124,15 +179,21 @@ func (db *DB) Close() error {
 		close(db.requests)
 		db.mu.Unlock()
 		<-db.done
+		if err := db.bolt.Close(); err != nil {
+			db.closeErr = fmt.Errorf("close store: %w", err)
+		}
 	})
-	return db.bolt.Close()
+	return db.closeErr
 }
 
 func (db *DB) commitLoop() {
 	defer close(db.done)
 	batch := make([]*request, 0, db.opts.MaxBatch)
 	for req := range db.requests {
-		batch = append(batch[:0], req)
+		batch = batch[:0]
+		if req.state.CompareAndSwap(queued, taken) {
+			batch = append(batch, req)
+		}
 		// Take whatever else queued up while the previous batch was syncing.
 	fill:
 		for len(batch) < db.opts.MaxBatch {
@@ -141,12 +202,18 @@ func (db *DB) commitLoop() {
 				if !ok {
 					break fill
 				}
-				batch = append(batch, r)
+				if r.state.CompareAndSwap(queued, taken) {
+					batch = append(batch, r)
+				}
 			default:
 				break fill
 			}
 		}
-		db.commit(batch)
+		if len(batch) > 0 {
+			db.commit(batch)
+		}
+		// Drop references so answered callers' closures can be collected.
+		clear(batch)
 	}
 }
 
@@ -172,11 +239,17 @@ func (db *DB) commit(batch []*request) {
 			batch = append(batch[:failed], batch[failed+1:]...)
 			continue
 		}
+		// err here is bbolt's own (commit, write or fsync): nothing of the
+		// batch is durable, so everyone in it gets it.
+		if err != nil {
+			err = fmt.Errorf("commit store batch: %w", err)
+		} else if db.opts.OnCommit != nil {
+			// Before answering, so that a caller whose Update returned sees
+			// its commit counted.
+			db.opts.OnCommit(len(batch), time.Since(start))
+		}
 		for _, r := range batch {
 			r.err <- err
-		}
-		if err == nil && db.opts.OnCommit != nil {
-			db.opts.OnCommit(len(batch), time.Since(start))
 		}
 		return
 	}
@@ -187,7 +260,7 @@ func (db *DB) commit(batch []*request) {
 func safeCall(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("store update panicked: %v", p)
+			err = fmt.Errorf("run store update: %w: %v", ErrPanicked, p)
 		}
 	}()
 	return fn(tx)
