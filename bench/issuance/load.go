@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.step.sm/crypto/jose"
+)
+
+// tokenLifetime is the one-time tokens' validity, as `step ca token` gives.
+const tokenLifetime = 5 * time.Minute
+
+// job is one prepared sign request.
+type job struct {
+	serial string
+	body   []byte // {"csr": PEM, "ott": token}
+}
+
+// gatewayURI is the SAN URI of a gateway leaf (DESIGN.md, "Identities").
+func gatewayURI(serial string) string { return "urn:gwpki:gateway:" + serial }
+
+// signRequest is step-ca's /1.0/sign request body.
+type signRequest struct {
+	CSR string `json:"csr"`
+	OTT string `json:"ott"`
+}
+
+// tokenClaims are the claims `step ca token` puts in a JWK provisioner token.
+type tokenClaims struct {
+	jose.Claims
+	SANs []string `json:"sans"`
+	SHA  string   `json:"sha"`
+}
+
+// prepareJobs makes n fresh P-256 keys, CSRs (CN = serial, SAN URI
+// urn:gwpki:gateway:<serial>) and one-time tokens for audience aud, using
+// every CPU.
+func prepareJobs(ctx context.Context, n int, aud string, ca *caMaterial) ([]job, error) {
+	jobs := make([]job, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, runtime.NumCPU())
+	for range runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			so := new(jose.SignerOptions)
+			so.WithType("JWT")
+			so.WithHeader("kid", ca.station.KeyID)
+			signer, err := jose.NewSigner(jose.SigningKey{
+				Algorithm: jose.SignatureAlgorithm(ca.station.Algorithm),
+				Key:       ca.station.Key,
+			}, so)
+			if err != nil {
+				errs <- fmt.Errorf("token signer: %w", err)
+				return
+			}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				serial := fmt.Sprintf("BENCH-%06d", i+1)
+				j, err := newJob(serial, aud, signer, ca)
+				if err != nil {
+					errs <- err
+					return
+				}
+				jobs[i] = j
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	return jobs, ctx.Err()
+}
+
+func newJob(serial, aud string, signer jose.Signer, ca *caMaterial) (job, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return job{}, err
+	}
+	uri, err := url.Parse(gatewayURI(serial))
+	if err != nil {
+		return job{}, err
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: serial},
+		URIs:    []*url.URL{uri},
+	}, key)
+	if err != nil {
+		return job{}, fmt.Errorf("create CSR: %w", err)
+	}
+	jti := make([]byte, 32)
+	if _, err := rand.Read(jti); err != nil {
+		return job{}, err
+	}
+	now := time.Now()
+	claims := tokenClaims{
+		Claims: jose.Claims{
+			Issuer:    stationName,
+			Subject:   serial,
+			Audience:  jose.Audience{aud},
+			IssuedAt:  jose.NewNumericDate(now),
+			NotBefore: jose.NewNumericDate(now),
+			Expiry:    jose.NewNumericDate(now.Add(tokenLifetime)),
+			ID:        hex.EncodeToString(jti),
+		},
+		SANs: []string{gatewayURI(serial)},
+		SHA:  ca.rootFingerprint,
+	}
+	tok, err := jose.Signed(signer).Claims(claims).CompactSerialize()
+	if err != nil {
+		return job{}, fmt.Errorf("sign token: %w", err)
+	}
+	body, err := json.Marshal(signRequest{
+		CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})),
+		OTT: tok,
+	})
+	if err != nil {
+		return job{}, err
+	}
+	return job{serial: serial, body: body}, nil
+}
+
+// newClient returns an HTTPS client that trusts only the root and keeps up to
+// c HTTP/1.1 connections alive, one per worker.
+func newClient(roots *x509.CertPool, c int) *http.Client {
+	return &http.Client{
+		Timeout: time.Minute,
+		Transport: &http.Transport{
+			TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			MaxIdleConns:        c,
+			MaxIdleConnsPerHost: c,
+			MaxConnsPerHost:     c,
+			IdleConnTimeout:     time.Minute,
+			DisableCompression:  true,
+			// HTTP/1.1 for both servers: a non-nil empty map turns HTTP/2 off.
+			TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+		},
+	}
+}
+
+// outcome is what one request got.
+type outcome struct {
+	status  int
+	body    []byte
+	err     error
+	latency time.Duration
+}
+
+// loadRun is the outcome of sending a set of jobs.
+type loadRun struct {
+	jobs     []job
+	outcomes []outcome
+	wall     time.Duration // from the first request sent to the last answer read
+}
+
+// runLoad sends every job's POST to signURL from c workers and times each.
+func runLoad(ctx context.Context, client *http.Client, signURL string, jobs []job, c int) *loadRun {
+	r := &loadRun{jobs: jobs, outcomes: make([]outcome, len(jobs))}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range min(c, len(jobs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(jobs) || ctx.Err() != nil {
+					return
+				}
+				r.outcomes[i] = post(ctx, client, signURL, jobs[i].body)
+			}
+		}()
+	}
+	wg.Wait()
+	r.wall = time.Since(start)
+	return r
+}
+
+func post(ctx context.Context, client *http.Client, signURL string, body []byte) outcome {
+	t0 := time.Now()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, signURL, bytes.NewReader(body))
+	if err != nil {
+		return outcome{err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return outcome{err: err, latency: time.Since(t0)}
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return outcome{status: resp.StatusCode, body: b, err: err, latency: time.Since(t0)}
+}
+
+// latencies returns the latencies of the successful requests, sorted.
+func (r *loadRun) latencies() []time.Duration {
+	var l []time.Duration
+	for _, o := range r.outcomes {
+		if o.err == nil && o.status/100 == 2 {
+			l = append(l, o.latency)
+		}
+	}
+	slices.Sort(l)
+	return l
+}
+
+// failures counts the requests that failed and keeps the first reason.
+type failures struct {
+	count int
+	first error
+}
+
+func (f *failures) add(err error) {
+	if f.count == 0 {
+		f.first = err
+	}
+	f.count++
+}
+
+// signResponse is the part of step-ca's /1.0/sign answer that is checked.
+type signResponse struct {
+	Crt       string   `json:"crt"`
+	CA        string   `json:"ca"`
+	CertChain []string `json:"certChain"`
+}
+
+// check verifies, after the timed window, every answer: a 2xx with a leaf for
+// the job's serial (CN and SAN URI) that chains to the root.
+func (r *loadRun) check(ca *caMaterial) failures {
+	var f failures
+	for i, o := range r.outcomes {
+		if err := checkOutcome(r.jobs[i].serial, o, ca); err != nil {
+			f.add(fmt.Errorf("%s: %w", r.jobs[i].serial, err))
+		}
+	}
+	return f
+}
+
+func checkOutcome(serial string, o outcome, ca *caMaterial) error {
+	if o.err != nil {
+		return o.err
+	}
+	if o.status/100 != 2 {
+		return fmt.Errorf("status %d: %s", o.status, bytes.TrimSpace(o.body[:min(len(o.body), 300)]))
+	}
+	var resp signResponse
+	if err := json.Unmarshal(o.body, &resp); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	chain := resp.CertChain
+	if len(chain) == 0 {
+		chain = []string{resp.Crt, resp.CA}
+	}
+	var certs []*x509.Certificate
+	for _, p := range chain {
+		rest := []byte(p)
+		for {
+			var block *pem.Block
+			block, rest = pem.Decode(rest)
+			if block == nil {
+				break
+			}
+			c, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return fmt.Errorf("parse certificate: %w", err)
+			}
+			certs = append(certs, c)
+		}
+	}
+	if len(certs) == 0 {
+		return errors.New("answer holds no certificate")
+	}
+	leaf := certs[0]
+	if leaf.Subject.CommonName != serial {
+		return fmt.Errorf("leaf CN %q; want %q", leaf.Subject.CommonName, serial)
+	}
+	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != gatewayURI(serial) {
+		return fmt.Errorf("leaf SAN URIs %v; want [%s]", leaf.URIs, gatewayURI(serial))
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{
+		Roots:         ca.rootPool,
+		Intermediates: inter,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}); err != nil {
+		return fmt.Errorf("verify leaf: %w", err)
+	}
+	return nil
+}
