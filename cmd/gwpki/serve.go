@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"log/slog"
+	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -39,6 +41,12 @@ func newServeCommand() *cobra.Command {
 		Short: "Run the CA (step-ca API), the /v1 API, health and metrics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Issuance allocates a lot of short-lived garbage; trading memory
+			// (plentiful on a CA host) for less GC CPU raises throughput.
+			// GOGC in the environment still wins.
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(400)
+			}
 			err := server.Run(cmd.Context(), server.Options{
 				Dir:          o.dir,
 				APIAddr:      o.apiAddr,
