@@ -36,8 +36,9 @@ fuzz: ## run every fuzz target for FUZZTIME (default 20s) each
 lint: ## go vet and staticcheck (installed when missing)
 	go vet ./...
 	@command -v staticcheck >/dev/null 2>&1 || { \
-		echo "installing staticcheck $(STATICCHECK_VERSION)" >&2; \
-		go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); }
+		echo "installing staticcheck $(STATICCHECK_VERSION) (go install)" >&2; \
+		out="$$(go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) 2>&1)" || \
+			{ echo "$$out" >&2; exit 1; }; }
 	staticcheck ./...
 
 fmt-check: ## fail if any Go file is not gofmt-formatted
