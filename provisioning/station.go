@@ -65,6 +65,9 @@ type tokenClaims struct {
 // gateway serial at the CA endpoint audience (e.g. https://ca:8443/1.0/sign),
 // exactly as `step ca token --san urn:gwpki:gateway:<serial>` makes it.
 func (s *Station) Token(serial, audience string, now time.Time) (string, error) {
+	if err := ca.ValidateSerial(serial); err != nil {
+		return "", err
+	}
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: s.Key.Key},
 		new(jose.SignerOptions).WithType("JWT").WithHeader("kid", s.Key.KeyID))
 	if err != nil {
