@@ -209,7 +209,7 @@ func TestSignRefusesBadInput(t *testing.T) {
 		{"not a CSR", signBody([]byte("hello"), ts.token(t, "GW-2"), nil), 400, ""},
 		{"oversized body", signBody(bytes.Repeat([]byte("A"), 100<<10), ts.token(t, "GW-2"), nil), 413, ""},
 		{"DNS SAN outside the profile", signBody(csrPEM(t, &x509.CertificateRequest{
-			Subject: pkix.Name{CommonName: "GW-3"}, DNSNames: []string{"GW-3"}}, nil), dnsToken(t, ts, "GW-3"), nil),
+			Subject: pkix.Name{CommonName: "GW-3"}, DNSNames: []string{"GW-3"}}, nil), rawToken(t, ts, "GW-3", []string{"GW-3"}), nil),
 			400, "exactly one SAN"},
 		{"server EKU requested", signBody(csrPEM(t, &x509.CertificateRequest{
 			Subject: pkix.Name{CommonName: "GW-4"}, URIs: uri("GW-4"), ExtraExtensions: []pkix.Extension{ekuExt()}}, nil),
@@ -217,7 +217,7 @@ func TestSignRefusesBadInput(t *testing.T) {
 		{"common name is not the token's serial", signBody(csrPEM(t, &x509.CertificateRequest{
 			Subject: pkix.Name{CommonName: "GW-OTHER"}, URIs: uri("GW-OTHER")}, nil), ts.token(t, "GW-5"), nil), 403, ""},
 		{"serial with a slash", signBody(csrPEM(t, &x509.CertificateRequest{
-			Subject: pkix.Name{CommonName: "GW/6"}, URIs: uri("GW/6")}, nil), ts.token(t, "GW/6"), nil), 400, "gateway serial"},
+			Subject: pkix.Name{CommonName: "GW/6"}, URIs: uri("GW/6")}, nil), rawToken(t, ts, "GW/6", []string{ca.GatewayURIPrefix + "GW/6"}), nil), 400, "gateway serial"},
 		{"weak RSA key", signBody(csrPEM(t, &x509.CertificateRequest{
 			Subject: pkix.Name{CommonName: "GW-7"}, URIs: uri("GW-7")}, rsaKey), ts.token(t, "GW-7"), nil), 403, ""},
 		{"other lifetime", signBody(mustCSR(t, "GW-8"), ts.token(t, "GW-8"), map[string]string{"notAfter": "1h"}), 403, ""},
@@ -289,9 +289,9 @@ func mustCSR(t *testing.T, serial string) []byte {
 	return csr
 }
 
-// dnsToken is what `step ca token SERIAL` makes without --san: the serial as
-// a DNS SAN, which the profile refuses.
-func dnsToken(t *testing.T, ts *testServer, serial string) string {
+// rawToken signs a line1 token with any subject and SANs, as a station that
+// does not use gwpki's client might.
+func rawToken(t *testing.T, ts *testServer, serial string, sans []string) string {
 	t.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: ts.station.Key.Key},
 		new(jose.SignerOptions).WithType("JWT").WithHeader("kid", ts.station.Key.KeyID))
@@ -300,8 +300,8 @@ func dnsToken(t *testing.T, ts *testServer, serial string) string {
 	}
 	now := time.Now()
 	claims := map[string]any{
-		"iss": "line1", "sub": serial, "aud": provisioning.SignURL(ts.ready.APIURL), "jti": serial + "-dns",
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Minute).Unix(), "sans": []string{serial},
+		"iss": "line1", "sub": serial, "aud": provisioning.SignURL(ts.ready.APIURL), "jti": serial + "-raw",
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Minute).Unix(), "sans": sans,
 	}
 	tok, err := jose.Signed(signer).Claims(claims).CompactSerialize()
 	if err != nil {
