@@ -1,9 +1,10 @@
 .DEFAULT_GOAL := help
 SHELL := bash
 
-GOBIN := $(or $(shell go env GOBIN),$(shell go env GOPATH)/bin)
+GOPATH_BIN := $(firstword $(subst :, ,$(shell go env GOPATH)))/bin
+GOBIN := $(or $(shell go env GOBIN),$(GOPATH_BIN))
 # Tools installed with `go install` (step, step-ca, staticcheck) are found first.
-export PATH := $(GOBIN):$(PATH)
+export PATH := $(GOBIN):$(GOPATH_BIN):$(PATH)
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null)
 DATA_DIR ?= ./gwpki-data

@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 STEP_CLI=github.com/smallstep/cli/cmd/step@v0.21.0
 SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
 
-export PATH="$PATH:$(gobin)"
+PATH="$PATH:$(gobin)"
+export PATH
 
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)

@@ -51,24 +51,18 @@ go_install() {
 	(cd / && GOFLAGS='' quietly go install "$1")
 }
 
-# root_prefix prints the command prefix that runs a command as root: nothing
-# when we are root, sudo when it is available; it fails with a hint otherwise.
-root_prefix() {
-	if [ "$(id -u)" -eq 0 ]; then
-		return 0
-	fi
-	command -v sudo >/dev/null 2>&1 || die "need root to install packages (run as root or install sudo)"
-	printf 'sudo\n'
-}
-
-# apt_install PKG... installs Debian packages (after one apt-get update).
+# apt_install PKG... installs Debian packages (after one apt-get update), as
+# root: directly when we are root, else through sudo when there is one.
 apt_install() {
-	local sudo
+	local -a sudo=()
 	command -v apt-get >/dev/null 2>&1 ||
 		die "apt-get not found: install $* with your system's package manager"
-	sudo="$(root_prefix)" || exit 1
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null 2>&1 || die "need root to install $* (run as root or install sudo)"
+		sudo=(sudo)
+	fi
 	log "installing $* (apt-get)"
-	quietly $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
-	quietly $sudo env DEBIAN_FRONTEND=noninteractive \
+	quietly "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	quietly "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -q --no-install-recommends "$@"
 }
