@@ -13,12 +13,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gwpki/gwpki/internal/testpki"
-
 	"github.com/go-chi/chi/v5"
 
 	"github.com/gwpki/gwpki/claim"
 	"github.com/gwpki/gwpki/internal/store"
+	"github.com/gwpki/gwpki/internal/testpki"
 )
 
 // loginTestServer serves the real accounts API over TLS on 127.0.0.1 with

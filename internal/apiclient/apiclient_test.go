@@ -17,12 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gwpki/gwpki/internal/testpki"
-
 	"github.com/go-chi/chi/v5"
 
 	"github.com/gwpki/gwpki/claim"
 	"github.com/gwpki/gwpki/internal/store"
+	"github.com/gwpki/gwpki/internal/testpki"
 )
 
 // testServer runs the real accounts API over TLS on 127.0.0.1 and returns
