@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/gwpki/gwpki/ca"
@@ -42,7 +43,8 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*InitResult, error
 	if _, err := ca.NewDB(st); err != nil {
 		return nil, err
 	}
-	accounts, err := claim.NewAccounts(st)
+	// The summary Init returns reports the admin; no log line is needed.
+	accounts, err := claim.NewAccounts(st, claim.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		return nil, err
 	}
