@@ -265,6 +265,9 @@ func benchServer(ctx context.Context, srv *server, ca *caMaterial, o *options, l
 	res.LoadAvg = load
 	if cpuErr == nil && cpuErr1 == nil {
 		res.ServerCPUCores = (cpu1 - cpu0).Seconds() / l.wall.Seconds()
+		if ok := res.Requests - res.Errors; ok > 0 {
+			res.ServerCPUPerCertMS = ms(cpu1-cpu0) / float64(ok)
+		}
 	}
 	res.ClientCPUCores = (self1 - self0).Seconds() / l.wall.Seconds()
 	if busyErr == nil && busyErr1 == nil && res.ServerCPUCores > 0 {
