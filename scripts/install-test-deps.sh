@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 STEP_CLI=github.com/smallstep/cli/cmd/step@v0.21.0
 SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
 
-PATH="$PATH:$(gobin)"
+PATH="$PATH:$(gobin):$(gopath_bin)"
 export PATH
 
 missing=()

@@ -38,9 +38,16 @@ gobin() {
 	printf '%s\n' "$dir"
 }
 
-# have_cmd NAME succeeds when NAME is on PATH or in gobin.
+# gopath_bin prints the bin folder of the first GOPATH entry.
+gopath_bin() {
+	local gopath
+	gopath="$(go env GOPATH)"
+	printf '%s/bin\n' "${gopath%%:*}"
+}
+
+# have_cmd NAME succeeds when NAME is on PATH, in gobin or in GOPATH/bin.
 have_cmd() {
-	command -v "$1" >/dev/null 2>&1 || [ -x "$(gobin)/$1" ]
+	command -v "$1" >/dev/null 2>&1 || [ -x "$(gobin)/$1" ] || [ -x "$(gopath_bin)/$1" ]
 }
 
 # go_install PKG@VERSION installs a Go command into gobin. Set CGO_ENABLED=0
