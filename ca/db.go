@@ -227,28 +227,37 @@ func (d *DB) GetCertificateData(serial string) (*db.CertificateData, error) {
 	return &db.CertificateData{Provisioner: data.Provisioner, RaInfo: data.RaInfo}, nil
 }
 
+// errTokenUsed is UseToken's refusal inside the store batch.
+var errTokenUsed = errors.New("token already used")
+
 // UseToken marks the one-time token tok with identifier id as used. It
-// returns true the first time an id is used and false on every replay, and
-// returns only once the use is durable, so a token cannot be replayed
-// across a crash either. Only a SHA-256 of tok is kept.
+// returns true the first time an id is used and false on every replay. Only
+// a SHA-256 of tok is kept.
+//
+// It answers as soon as the use is recorded in the current batch, without
+// waiting for that batch's fsync ([store.DB.Apply]): step-ca stores the
+// certificate the token authorises with a durable update after this one, so
+// by the time a certificate is answered the token's use is durable too, and
+// a crash before that loses only a use that authorised nothing. Replays are
+// decided in commit order, so two requests with one token never both win.
 func (d *DB) UseToken(id, tok string) (bool, error) {
 	sum := sha256.Sum256([]byte(tok))
 	v := binary.BigEndian.AppendUint64(sum[:], uint64(time.Now().Unix()))
 	key := []byte(id)
-	var first bool
-	err := d.update(func(tx *bolt.Tx) error {
-		first = false
+	err := d.s.Apply(context.Background(), func(tx *bolt.Tx) error {
 		b := tx.Bucket(usedTokensBucket)
 		if b.Get(key) != nil {
-			return nil
+			return store.Refuse(errTokenUsed)
 		}
-		first = true
 		return b.Put(key, v)
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, errTokenUsed):
+		return false, nil
+	case err != nil:
 		return false, fmt.Errorf("use token: %w", err)
 	}
-	return first, nil
+	return true, nil
 }
 
 // StoreCertificate stores a leaf issued without a known provisioner.

@@ -518,6 +518,11 @@ func TestDBWritesAreOneUpdateEach(t *testing.T) {
 		if err := tt.write(); err != nil {
 			t.Fatalf("%s: %v", tt.name, err)
 		}
+		// UseToken answers before its batch commits (store.Apply): wait
+		// for the commit it is part of.
+		for deadline := time.Now().Add(5 * time.Second); updates.Load() == before && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
 		if got := updates.Load() - before; got != 1 {
 			t.Errorf("%s committed %d store updates; want exactly 1 (all-or-nothing)", tt.name, got)
 		}

@@ -71,7 +71,24 @@ type request struct {
 	fn    func(*bolt.Tx) error
 	err   chan error
 	state atomic.Int32
+	// early requests (Apply) are answered once fn has run, not once the
+	// batch is durable; answered and result belong to the committer.
+	early    bool
+	answered bool
+	result   error
 }
+
+// refusal marks an update that wrote nothing; see [Refuse].
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+func (r refusal) Unwrap() error { return r.err }
+
+// Refuse wraps err for an update function that decided to write nothing:
+// its caller gets err, and unlike any other error it does not make the
+// committer roll back and re-run the rest of the batch. An attacker replaying
+// tokens cannot turn each batch into a quadratic amount of work this way.
+func Refuse(err error) error { return refusal{err} }
 
 // Open opens (creating if needed) the bbolt file at path with mode 0600.
 func Open(path string, opts Options) (*DB, error) {
@@ -114,12 +131,32 @@ func Open(path string, opts Options) (*DB, error) {
 //
 // fn must not call Update or Close: the committer would wait for itself.
 func (db *DB) Update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	return db.enqueue(ctx, &request{fn: fn, err: make(chan error, 1)})
+}
+
+// Apply is Update without the wait for durability: it returns fn's outcome
+// as soon as fn has run in its batch's transaction, before the batch is
+// committed. The write becomes durable with the batch, and is lost with it
+// if the process dies first or the commit fails. Use it only where that loss
+// is harmless because nothing depending on the write is promised to anyone
+// before a later Update returns (batches commit in order, so that Update's
+// durability covers this write): a one-time token use ahead of storing the
+// certificate it authorises, for instance. It saves that caller a whole
+// commit's wait.
+//
+// fn may run again after Apply has returned (when another update of the
+// batch fails), so it must report only through its error, never through
+// captured variables; it returns [Refuse] to answer without writing.
+func (db *DB) Apply(ctx context.Context, fn func(*bolt.Tx) error) error {
+	return db.enqueue(ctx, &request{fn: fn, err: make(chan error, 1), early: true})
+}
+
+func (db *DB) enqueue(ctx context.Context, req *request) error {
 	// Checked first because select picks randomly among ready cases, which
 	// would otherwise queue an already-cancelled update half of the time.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	req := &request{fn: fn, err: make(chan error, 1)}
 	db.mu.RLock()
 	if db.closed {
 		db.mu.RUnlock()
@@ -219,7 +256,9 @@ func (db *DB) commitLoop() {
 
 // commit applies batch in one transaction. A failing update is answered with
 // its error and the batch is retried without it, since bbolt cannot roll back
-// a single closure's writes.
+// a single closure's writes. Refusals ([Refuse]) wrote nothing and need no
+// retry. Updates run in queue order on every try, so an early answer given
+// on one try is what every later try computes again.
 func (db *DB) commit(batch []*request) {
 	for len(batch) > 0 {
 		start := time.Now()
@@ -227,15 +266,29 @@ func (db *DB) commit(batch []*request) {
 		var failErr error
 		err := db.bolt.Update(func(tx *bolt.Tx) error {
 			for i, r := range batch {
-				if err := safeCall(r.fn, tx); err != nil {
+				err := safeCall(r.fn, tx)
+				var ref refusal
+				switch {
+				case err == nil:
+					r.result = nil
+				case errors.As(err, &ref):
+					r.result = ref.err
+				default:
 					failed, failErr = i, err
 					return err
+				}
+				if r.early && !r.answered {
+					r.answered = true
+					r.err <- r.result
 				}
 			}
 			return nil
 		})
 		if failed >= 0 {
-			batch[failed].err <- failErr
+			if r := batch[failed]; !r.answered {
+				r.answered = true
+				r.err <- failErr
+			}
 			batch = append(batch[:failed], batch[failed+1:]...)
 			continue
 		}
@@ -249,7 +302,14 @@ func (db *DB) commit(batch []*request) {
 			db.opts.OnCommit(len(batch), time.Since(start))
 		}
 		for _, r := range batch {
-			r.err <- err
+			if r.answered {
+				continue // an early answer; it cannot be taken back
+			}
+			if err == nil {
+				r.err <- r.result
+			} else {
+				r.err <- err
+			}
 		}
 		return
 	}

@@ -444,3 +444,94 @@ func benchmarkBolt(b *testing.B, update func(*bolt.DB, func(*bolt.Tx) error) err
 		}
 	})
 }
+
+// TestApplyAnswersBeforeCommit shows Apply returns once its function has run,
+// while its batch is still uncommitted, and that the write then becomes
+// durable with the batch.
+func TestApplyAnswersBeforeCommit(t *testing.T) {
+	db := openTemp(t, Options{})
+	release := blockCommitter(t, db)
+
+	applied := make(chan error, 1)
+	go func() { applied <- db.Apply(context.Background(), put("token", "used")) }()
+	waitQueued(t, db, 1)
+	// The next update in the same batch holds the transaction open.
+	hold := make(chan struct{})
+	updated := make(chan error, 1)
+	go func() {
+		updated <- db.Update(context.Background(), func(tx *bolt.Tx) error {
+			<-hold
+			return put("cert", "stored")(tx)
+		})
+	}()
+	waitQueued(t, db, 2)
+	release()
+
+	select {
+	case err := <-applied:
+		if err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Apply did not return while its batch was still open")
+	}
+	if _, ok := get(t, db, "token"); ok {
+		t.Fatal("Apply's write is visible before its batch committed")
+	}
+	select {
+	case err := <-updated:
+		t.Fatalf("Update returned (%v) before its batch committed", err)
+	default:
+	}
+	close(hold)
+	if err := <-updated; err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if v, ok := get(t, db, "token"); !ok || v != "used" {
+		t.Errorf("token = %q, %v after the batch committed; want used, true", v, ok)
+	}
+}
+
+// TestRefuseDoesNotRerunBatch shows a refusal reaches its caller without
+// rolling back or re-running the other updates of its batch.
+func TestRefuseDoesNotRerunBatch(t *testing.T) {
+	db := openTemp(t, Options{})
+	release := blockCommitter(t, db)
+	errUsed := errors.New("already used")
+	var runs atomic.Int32
+	results := make(chan error, 3)
+	go func() {
+		results <- db.Update(context.Background(), func(tx *bolt.Tx) error {
+			runs.Add(1)
+			return put("a", "1")(tx)
+		})
+	}()
+	waitQueued(t, db, 1)
+	go func() {
+		results <- db.Apply(context.Background(), func(*bolt.Tx) error { return Refuse(errUsed) })
+	}()
+	waitQueued(t, db, 2)
+	go func() { results <- db.Update(context.Background(), func(*bolt.Tx) error { return Refuse(errUsed) }) }()
+	waitQueued(t, db, 3)
+	release()
+
+	var refused int
+	for range 3 {
+		err := <-results
+		switch {
+		case errors.Is(err, errUsed):
+			refused++
+		case err != nil:
+			t.Errorf("unexpected error %v", err)
+		}
+	}
+	if refused != 2 {
+		t.Errorf("%d refusals reached their callers; want 2", refused)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("the other update ran %d times; want 1 (refusals must not re-run the batch)", n)
+	}
+	if v, ok := get(t, db, "a"); !ok || v != "1" {
+		t.Errorf("a = %q, %v; want 1, true", v, ok)
+	}
+}
