@@ -260,8 +260,12 @@ func (a *Authority) Intermediates() []*x509.Certificate { return a.chain }
 func (a *Authority) Routes(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(a.withStepContext, a.metrics.measure, limitBody)
-		api.Route(r)
-		r.Route("/1.0", func(r chi.Router) { api.Route(r) })
+		routes := func(r chi.Router) {
+			api.Route(r)
+			r.Post("/sign", sign) // replaces step-ca's; see sign.go
+		}
+		routes(r)
+		r.Route("/1.0", routes)
 	})
 }
 

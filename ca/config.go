@@ -92,6 +92,11 @@ type Config struct {
 	// CRLShards is how many CRLs the revoked serials are spread over
 	// (default 256). It is fixed at init: issued certificates name their shard.
 	CRLShards int `json:"crl_shards,omitempty"`
+	// CommitLinger is how long the store waits for more writes before it
+	// commits a batch that is not full (default 4ms): under load it turns
+	// many small commits, each with two fsyncs, into a few larger ones.
+	// "0s" commits at once.
+	CommitLinger *Duration `json:"commit_linger,omitempty"`
 	// KMS is the PKCS#11 URI of the module holding the issuing key; empty
 	// when the key is an encrypted file.
 	KMS string `json:"kms,omitempty"`
@@ -109,6 +114,7 @@ const (
 	DefaultMQTTAddr       = ":8883"
 	DefaultIDevIDLifetime = 20 * 365 * 24 * time.Hour
 	DefaultCRLShards      = 256
+	DefaultCommitLinger   = 4 * time.Millisecond
 )
 
 // DefaultHostnames are used when init is given no --hostname.
@@ -132,6 +138,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.IDevIDLifetime.Duration == 0 {
 		c.IDevIDLifetime.Duration = DefaultIDevIDLifetime
+	}
+	if c.CommitLinger == nil {
+		c.CommitLinger = &Duration{DefaultCommitLinger}
 	}
 	if c.CRLShards == 0 {
 		c.CRLShards = DefaultCRLShards

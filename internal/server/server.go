@@ -81,7 +81,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	st, err := openStore(opts.Dir, reg)
+	st, err := openStore(opts.Dir, cfg.CommitLinger.Duration, reg)
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 // openStore opens the data directory's database, reporting group commits.
-func openStore(dir string, reg prometheus.Registerer) (*store.DB, error) {
+func openStore(dir string, linger time.Duration, reg prometheus.Registerer) (*store.DB, error) {
 	batch := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "gwpki_store_commit_batch_size",
 		Help:    "Updates per durable commit (group commit).",
@@ -181,6 +181,7 @@ func openStore(dir string, reg prometheus.Registerer) (*store.DB, error) {
 	})
 	reg.MustRegister(batch, took)
 	return store.Open(ca.Layout{Dir: dir}.Database(), store.Options{
+		Linger: linger,
 		OnCommit: func(n int, d time.Duration) {
 			batch.Observe(float64(n))
 			took.Observe(d.Seconds())

@@ -535,3 +535,54 @@ func TestRefuseDoesNotRerunBatch(t *testing.T) {
 		t.Errorf("a = %q, %v; want 1, true", v, ok)
 	}
 }
+
+// TestLingerOnlyUnderLoad shows that a lone writer on an idle store commits
+// at once, and that once batches are shared the committer waits (here up to
+// an hour) for more updates to fill the next batch.
+func TestLingerOnlyUnderLoad(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	db := openTemp(t, Options{MaxBatch: 2, Linger: time.Hour, OnCommit: func(n int, _ time.Duration) {
+		mu.Lock()
+		sizes = append(sizes, n)
+		mu.Unlock()
+	}})
+	ctx := context.Background()
+	// Idle: no lingering, or this would wait an hour.
+	if err := db.Update(ctx, put("idle", "1")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A shared batch of two puts the store under load.
+	release := blockCommitter(t, db)
+	errs := make(chan error, 4)
+	go func() { errs <- db.Update(ctx, put("a", "1")) }()
+	waitQueued(t, db, 1)
+	go func() { errs <- db.Update(ctx, put("b", "1")) }()
+	waitQueued(t, db, 2)
+	release()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Now c lingers until d fills its batch.
+	go func() { errs <- db.Update(ctx, put("c", "1")) }()
+	select {
+	case err := <-errs:
+		t.Fatalf("c committed alone (%v); want it to wait for a fuller batch", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	go func() { errs <- db.Update(ctx, put("d", "1")) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []int{1, 1, 2, 2}; fmt.Sprint(sizes) != fmt.Sprint(want) {
+		t.Errorf("commit sizes %v; want %v (idle, blocker, a+b, c+d)", sizes, want)
+	}
+}
