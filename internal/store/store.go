@@ -15,6 +15,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrClosed is returned by [DB.Update] and [DB.View] after [DB.Close] has
@@ -116,7 +117,7 @@ func Open(path string, opts Options) (*DB, error) {
 		InitialMmapSize: 256 << 20,
 	})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("open store %s: %w", path, ErrLocked)
 		}
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -201,7 +202,7 @@ func (db *DB) enqueue(ctx context.Context, req *request) error {
 // other and with the committer.
 func (db *DB) View(fn func(*bolt.Tx) error) error {
 	err := db.bolt.View(fn)
-	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return ErrClosed
 	}
 	return err
