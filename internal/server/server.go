@@ -142,7 +142,7 @@ func Run(ctx context.Context, opts Options) error {
 		MaxHeaderBytes:    16 << 10,
 	}
 
-	go auth.WatchStations(ctx, time.Second)
+	go auth.WatchStations(ctx, 500*time.Millisecond)
 
 	errc := make(chan error, 2)
 	go func() { errc <- serveErr(apiSrv.ServeTLS(apiLn, "", "")) }()
