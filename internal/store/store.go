@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -242,120 +243,137 @@ func (db *DB) Close() error {
 
 func (db *DB) commitLoop() {
 	defer close(db.done)
-	batch := make([]*request, 0, db.opts.MaxBatch)
+	b := &batch{db: db, reqs: make([]*request, 0, db.opts.MaxBatch)}
 	lastBatch := 0
 	for req := range db.requests {
-		batch = batch[:0]
-		if req.state.CompareAndSwap(queued, taken) {
-			batch = append(batch, req)
-		}
+		b.take(req)
 		// Take whatever else queued up while the previous batch was syncing,
-		// and what arrives within Linger.
+		// and, under load (the last batch was shared), what arrives within
+		// Linger. A lone writer on an idle server commits at once.
 		var linger <-chan time.Time
 		var timer *time.Timer
-		// Linger only under load (the last batch was shared): a lone
-		// writer on an idle server commits at once.
 		if db.opts.Linger > 0 && lastBatch > 1 {
 			timer = time.NewTimer(db.opts.Linger)
 			linger = timer.C
 		}
 	fill:
-		for len(batch) < db.opts.MaxBatch {
+		for len(b.reqs) < db.opts.MaxBatch {
 			select {
 			case r, ok := <-db.requests:
 				if !ok {
 					break fill
 				}
-				if r.state.CompareAndSwap(queued, taken) {
-					batch = append(batch, r)
-				}
+				b.take(r)
+				continue
 			default:
-				if linger == nil {
+			}
+			if linger == nil {
+				break
+			}
+			select {
+			case r, ok := <-db.requests:
+				if !ok {
 					break fill
 				}
-				select {
-				case r, ok := <-db.requests:
-					if !ok {
-						break fill
-					}
-					if r.state.CompareAndSwap(queued, taken) {
-						batch = append(batch, r)
-					}
-				case <-linger:
-					break fill
-				}
+				b.take(r)
+			case <-linger:
+				break fill
 			}
 		}
 		if timer != nil {
 			timer.Stop()
 		}
-		lastBatch = len(batch)
-		if len(batch) > 0 {
-			db.commit(batch)
-		}
-		// Drop references so answered callers' closures can be collected.
-		clear(batch)
+		lastBatch = len(b.reqs)
+		b.commit()
 	}
 }
 
-// commit applies batch in one transaction. A failing update is answered with
-// its error and the batch is retried without it, since bbolt cannot roll back
-// a single closure's writes. Refusals ([Refuse]) wrote nothing and need no
-// retry. Updates run in queue order on every try, so an early answer given
-// on one try is what every later try computes again.
-func (db *DB) commit(batch []*request) {
-	for len(batch) > 0 {
-		start := time.Now()
-		failed := -1
-		var failErr error
-		err := db.bolt.Update(func(tx *bolt.Tx) error {
-			for i, r := range batch {
-				err := safeCall(r.fn, tx)
-				var ref refusal
-				switch {
-				case err == nil:
-					r.result = nil
-				case errors.As(err, &ref):
-					r.result = ref.err
-				default:
-					failed, failErr = i, err
-					return err
-				}
-				if r.early && !r.answered {
-					r.answered = true
-					r.err <- r.result
-				}
-			}
-			return nil
-		})
-		if failed >= 0 {
-			if r := batch[failed]; !r.answered {
-				r.answered = true
-				r.err <- failErr
-			}
-			batch = append(batch[:failed], batch[failed+1:]...)
-			continue
-		}
-		// err here is bbolt's own (commit, write or fsync): nothing of the
-		// batch is durable, so everyone in it gets it.
+// batch is one write transaction being filled. Updates run as they arrive,
+// so an Apply is answered at once rather than after the batch has filled.
+// bbolt cannot roll back a single closure's writes, so when an update fails
+// the transaction is rolled back and the updates before it run again in a
+// fresh one; refusals ([Refuse]) wrote nothing and need no such retry.
+// Updates run in queue order on every try, so an early answer given on one
+// try is what every later try computes again.
+type batch struct {
+	db    *DB
+	tx    *bolt.Tx
+	reqs  []*request // applied to tx, in order
+	start time.Time
+}
+
+// take applies r unless its caller has given up on it.
+func (b *batch) take(r *request) {
+	if r.state.CompareAndSwap(queued, taken) {
+		b.apply(r)
+	}
+}
+
+func (b *batch) apply(r *request) {
+	if b.tx == nil {
+		tx, err := b.db.bolt.Begin(true)
 		if err != nil {
-			err = fmt.Errorf("commit store batch: %w", err)
-		} else if db.opts.OnCommit != nil {
-			// Before answering, so that a caller whose Update returned sees
-			// its commit counted.
-			db.opts.OnCommit(len(batch), time.Since(start))
+			b.answer(r, fmt.Errorf("begin store batch: %w", err))
+			return
 		}
-		for _, r := range batch {
-			if r.answered {
-				continue // an early answer; it cannot be taken back
-			}
-			if err == nil {
-				r.err <- r.result
-			} else {
-				r.err <- err
-			}
+		b.tx, b.start = tx, time.Now()
+	}
+	err := safeCall(r.fn, b.tx)
+	var ref refusal
+	switch {
+	case err == nil:
+		r.result = nil
+	case errors.As(err, &ref):
+		r.result = ref.err
+	default:
+		b.answer(r, err)
+		_ = b.tx.Rollback()
+		b.tx = nil
+		redo := slices.Clone(b.reqs)
+		b.reqs = b.reqs[:0]
+		for _, q := range redo {
+			b.apply(q)
 		}
 		return
+	}
+	b.reqs = append(b.reqs, r)
+	if r.early {
+		b.answer(r, r.result)
+	}
+}
+
+// commit makes the batch durable and answers everyone not yet answered.
+func (b *batch) commit() {
+	if b.tx == nil {
+		return
+	}
+	err := b.tx.Commit()
+	if err != nil {
+		// bbolt's own error (write or fsync): nothing of the batch is
+		// durable, so everyone in it gets it.
+		err = fmt.Errorf("commit store batch: %w", err)
+	} else if b.db.opts.OnCommit != nil {
+		// Before answering, so that a caller whose Update returned sees its
+		// commit counted.
+		b.db.opts.OnCommit(len(b.reqs), time.Since(b.start))
+	}
+	for _, r := range b.reqs {
+		if err != nil {
+			b.answer(r, err)
+		} else {
+			b.answer(r, r.result)
+		}
+	}
+	// Drop references so answered callers' closures can be collected.
+	clear(b.reqs)
+	b.reqs, b.tx = b.reqs[:0], nil
+}
+
+// answer gives r its outcome once; an early answer cannot be taken back.
+func (b *batch) answer(r *request, err error) {
+	if !r.answered {
+		r.answered = true
+		r.err <- err
 	}
 }
 
