@@ -31,6 +31,10 @@ import (
 	"github.com/gwpki/gwpki/internal/store"
 )
 
+// backdate is how far before the time of issue certificates start, so that
+// a device whose clock is slightly behind accepts them.
+const backdate = time.Minute
+
 // MaxRequestBody bounds the body of every step-ca API request: a CSR and a
 // token fit in a few kilobytes.
 const MaxRequestBody = 64 << 10
@@ -50,6 +54,14 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// state is what one build from the data directory produced; it is swapped
+// as a whole when the station list changes.
+type state struct {
+	step          *authority.Authority
+	stations      map[string]*stationProvisioner // by key ID
+	signAudiences []string                       // what a sign token's aud may be
+}
+
 // Authority is the running CA: a step-ca authority built from a data
 // directory and rebuilt, with the same store and signer, when the station
 // list changes.
@@ -64,7 +76,7 @@ type Authority struct {
 	metrics *metrics
 	log     *slog.Logger
 
-	current atomic.Pointer[authority.Authority]
+	current atomic.Pointer[state]
 
 	reloadMu      sync.Mutex
 	stationsStamp time.Time // mtime of stations.json at the last build
@@ -183,7 +195,12 @@ func (a *Authority) rebuild() error {
 		DNSNames:         a.cfg.Hostnames,
 		AuthorityConfig: &config.AuthConfig{
 			Provisioners: provs,
-			Backdate:     &provisioner.Duration{Duration: time.Minute},
+			Backdate:     &provisioner.Duration{Duration: backdate},
+			// step-ca refuses tokens issued before the authority started, a
+			// stopgap for stores that forget used tokens. gwpki's store
+			// keeps them, and rebuilds the authority when stations change,
+			// which would otherwise void every token a line had prepared.
+			DisableIssuedAtCheck: true,
 		},
 	}
 	auth, err := authority.New(cfg,
@@ -195,7 +212,12 @@ func (a *Authority) rebuild() error {
 	if err != nil {
 		return fmt.Errorf("build authority: %w", err)
 	}
-	a.current.Store(auth)
+	st := &state{step: auth, stations: map[string]*stationProvisioner{}, signAudiences: cfg.GetAudiences().Sign}
+	for _, p := range provs {
+		sp := p.(*stationProvisioner)
+		st.stations[sp.Key.KeyID] = sp
+	}
+	a.current.Store(st)
 	a.stationsStamp = stamp
 	return nil
 }
@@ -242,7 +264,7 @@ func fileStamp(path string) time.Time {
 }
 
 // Step returns the current step-ca authority.
-func (a *Authority) Step() *authority.Authority { return a.current.Load() }
+func (a *Authority) Step() *authority.Authority { return a.current.Load().step }
 
 // DB returns the CA's certificate store.
 func (a *Authority) DB() *DB { return a.db }
@@ -262,7 +284,7 @@ func (a *Authority) Routes(r chi.Router) {
 		r.Use(a.withStepContext, a.metrics.measure, limitBody)
 		routes := func(r chi.Router) {
 			api.Route(r)
-			r.Post("/sign", sign) // replaces step-ca's; see sign.go
+			r.Post("/sign", a.sign) // replaces step-ca's; see sign.go
 		}
 		routes(r)
 		r.Route("/1.0", routes)
@@ -273,7 +295,7 @@ func (a *Authority) Routes(r chi.Router) {
 // request context, where step-ca's handlers look for them.
 func (a *Authority) withStepContext(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := authority.NewContext(r.Context(), a.current.Load())
+		ctx := authority.NewContext(r.Context(), a.current.Load().step)
 		ctx = stepdb.NewContext(ctx, a.db)
 		ctx = steplog.WithErrorLogger(ctx, a.logRefusal)
 		next.ServeHTTP(w, r.WithContext(ctx))

@@ -56,7 +56,7 @@ func (s *serverCert) issue() (*tls.Certificate, error) {
 	resp, err := s.issuer.CreateCertificate(&casapi.CreateCertificateRequest{
 		Template: tpl,
 		Lifetime: s.lifetime,
-		Backdate: time.Minute,
+		Backdate: backdate,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sign server certificate: %w", err)

@@ -1,25 +1,40 @@
 package ca
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
+	"time"
 
 	"github.com/smallstep/certificates/api"
 	"github.com/smallstep/certificates/api/read"
 	"github.com/smallstep/certificates/api/render"
 	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/authority/provisioner"
+	casapi "github.com/smallstep/certificates/cas/apiv1"
 	"github.com/smallstep/certificates/errs"
+	"go.step.sm/crypto/jose"
 )
 
-// sign is step-ca's POST /sign (request, answers and errors unchanged) less
-// one redundant signature check. step-ca verifies a CSR's signature three
-// times per request: in SignRequest.Validate, in Authority.SignWithContext
-// and again in x509util.NewCertificate; on this CPU-bound path each P-256
-// check costs about as much as the signature that issues the certificate.
-// This handler leaves the check to SignWithContext, so a CSR with a bad
-// signature is refused there (400) after its token was used, rather than
-// before.
-func sign(w http.ResponseWriter, r *http.Request) {
+// sign serves step-ca's POST /sign and /1.0/sign: same request, answers and
+// error statuses. Tokens of a station are served by issueIDevID, everything
+// else by step-ca's own pipeline.
+//
+// Why gwpki issues birth certificates itself: issuance is CPU-bound on
+// P-256 signature checks, and step-ca's generic pipeline checks a CSR's
+// signature three times (SignRequest.Validate, SignWithContext,
+// x509util.NewCertificate), parses the token four times and renders the
+// certificate through a JSON template. For the one profile stations may
+// obtain, one check of each signature and a certificate built in Go do.
+func (a *Authority) sign(w http.ResponseWriter, r *http.Request) {
 	var body api.SignRequest
 	if err := read.JSON(r.Body, &body); err != nil {
 		render.Error(w, r, errs.BadRequestErr(err, "error reading request body"))
@@ -33,30 +48,195 @@ func sign(w http.ResponseWriter, r *http.Request) {
 		render.Error(w, r, errs.BadRequest("missing ott"))
 		return
 	}
-	opts := provisioner.SignOptions{
-		NotBefore:    body.NotBefore,
-		NotAfter:     body.NotAfter,
-		TemplateData: body.TemplateData,
+	st := a.current.Load()
+	var chain []*x509.Certificate
+	var err error
+	if tok, p := st.station(body.OTT); p != nil {
+		chain, err = a.issueIDevID(r.Context(), st, p, tok, &body)
+	} else {
+		chain, err = stepSign(r.Context(), st.step, &body)
 	}
-	ctx := provisioner.NewContextWithMethod(r.Context(), provisioner.SignMethod)
-	a := authority.MustFromContext(ctx)
-	signOpts, err := a.Authorize(ctx, body.OTT)
 	if err != nil {
-		render.Error(w, r, errs.UnauthorizedErr(err))
-		return
-	}
-	chain, err := a.SignWithContext(ctx, body.CsrPEM.CertificateRequest, opts, signOpts...)
-	if err != nil {
-		render.Error(w, r, errs.ForbiddenErr(err, "error signing certificate"))
+		render.Error(w, r, err)
 		return
 	}
 	pems := make([]api.Certificate, len(chain))
 	for i, c := range chain {
 		pems[i] = api.NewCertificate(c)
 	}
-	resp := &api.SignResponse{ServerPEM: pems[0], CertChainPEM: pems, TLSOptions: a.GetTLSOptions()}
+	resp := &api.SignResponse{ServerPEM: pems[0], CertChainPEM: pems, TLSOptions: st.step.GetTLSOptions()}
 	if len(pems) > 1 {
 		resp.CaPEM = pems[1]
 	}
 	render.JSONStatus(w, r, resp, http.StatusCreated)
+}
+
+// stepSign is step-ca's api.Sign after the request is read.
+func stepSign(ctx context.Context, a *authority.Authority, body *api.SignRequest) ([]*x509.Certificate, error) {
+	if err := body.CsrPEM.CertificateRequest.CheckSignature(); err != nil {
+		return nil, errs.BadRequestErr(err, "invalid csr")
+	}
+	ctx = provisioner.NewContextWithMethod(ctx, provisioner.SignMethod)
+	signOpts, err := a.Authorize(ctx, body.OTT)
+	if err != nil {
+		return nil, errs.UnauthorizedErr(err)
+	}
+	opts := provisioner.SignOptions{NotBefore: body.NotBefore, NotAfter: body.NotAfter, TemplateData: body.TemplateData}
+	chain, err := a.SignWithContext(ctx, body.CsrPEM.CertificateRequest, opts, signOpts...)
+	if err != nil {
+		return nil, errs.ForbiddenErr(err, "error signing certificate")
+	}
+	return chain, nil
+}
+
+// station returns the parsed token and its station when the token's key
+// is a station's, or nil.
+func (st *state) station(ott string) (*jose.JSONWebToken, *stationProvisioner) {
+	tok, err := jose.ParseSigned(ott)
+	if err != nil || len(tok.Headers) == 0 {
+		return nil, nil
+	}
+	return tok, st.stations[tok.Headers[0].KeyID]
+}
+
+// stationClaims are the claims of a station's one-time token, as step-ca's
+// JWK provisioner reads them.
+type stationClaims struct {
+	jose.Claims
+	SANs []string `json:"sans"`
+}
+
+// issueIDevID checks a station's token and CSR and issues, stores and
+// returns the birth certificate. It enforces what step-ca's JWK provisioner
+// does (signature, issuer, audience, validity with a minute's leeway,
+// subject, one use per token ID) and the profile: see docs/ca.md.
+func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvisioner, tok *jose.JSONWebToken, body *api.SignRequest) (chain []*x509.Certificate, err error) {
+	if p.disabled {
+		return nil, errs.Unauthorized("station %s is disabled", p.Name)
+	}
+	var claims stationClaims
+	if err := tok.Claims(p.Key, &claims); err != nil {
+		return nil, errs.Wrap(http.StatusUnauthorized, err, "station %s: token signature", p.Name)
+	}
+	now := time.Now().UTC()
+	if err := claims.ValidateWithLeeway(jose.Expected{Issuer: p.Name, Time: now}, time.Minute); err != nil {
+		return nil, errs.Wrap(http.StatusUnauthorized, err, "station %s: token claims", p.Name)
+	}
+	switch {
+	case !matchesAudience(claims.Audience, st.signAudiences):
+		return nil, errs.Unauthorized("station %s: token audience %v is not this CA's sign endpoint", p.Name, claims.Audience)
+	case claims.Subject == "":
+		return nil, errs.Unauthorized("station %s: token has no subject", p.Name)
+	case claims.ID == "":
+		return nil, errs.Unauthorized("station %s: token has no ID (jti)", p.Name)
+	}
+	// From here on the attempt counts: the token is spent even if the CSR
+	// is refused, as with step-ca.
+	defer func() { a.metrics.X509Signed(chain, p, err) }()
+	first, err := a.db.UseToken(claims.ID, body.OTT)
+	if err != nil {
+		return nil, errs.Wrap(http.StatusInternalServerError, err, "use token")
+	}
+	if !first {
+		return nil, errs.Unauthorized("token already used")
+	}
+
+	csr := body.CsrPEM.CertificateRequest
+	if err := csr.CheckSignature(); err != nil {
+		return nil, errs.BadRequestErr(err, "invalid certificate request")
+	}
+	if err := validateIDevIDRequest(csr); err != nil {
+		return nil, errs.BadRequestErr(err, "%s", err.Error())
+	}
+	serial := csr.Subject.CommonName
+	switch {
+	case serial != claims.Subject:
+		return nil, errs.Forbidden("certificate request common name %q is not the token's subject %q", serial, claims.Subject)
+	case !slices.Equal(claims.SANs, []string{GatewayURIPrefix + serial}):
+		return nil, errs.Forbidden("token SANs %q are not the certificate request's; want [%s%s]", claims.SANs, GatewayURIPrefix, serial)
+	case !body.NotBefore.IsZero() || !body.NotAfter.IsZero():
+		return nil, errs.Forbidden("stations cannot choose a validity; birth certificates live %s", p.lifetime)
+	}
+	if err := validateGatewayKey(csr.PublicKey); err != nil {
+		return nil, errs.ForbiddenErr(err, "%s", err.Error())
+	}
+
+	ext, err := (&provisioner.Extension{Type: provisioner.TypeJWK, Name: p.Name, CredentialID: p.Key.KeyID}).ToExtension()
+	if err != nil {
+		return nil, errs.Wrap(http.StatusInternalServerError, err, "provisioner extension")
+	}
+	tpl := &x509.Certificate{
+		Subject:         pkix.Name{CommonName: serial, SerialNumber: serial},
+		URIs:            []*url.URL{GatewayURI(serial)},
+		PublicKey:       csr.PublicKey,
+		KeyUsage:        x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		Policies:        []x509.OID{oidIDevID},
+		NotBefore:       now.Add(-backdate),
+		NotAfter:        now.Add(p.lifetime),
+		ExtraExtensions: []pkix.Extension{ext},
+	}
+	resp, err := a.issuer.CreateCertificate(&casapi.CreateCertificateRequest{Template: tpl, Lifetime: p.lifetime, Backdate: backdate})
+	if err != nil {
+		return nil, errs.Wrap(http.StatusInternalServerError, err, "sign certificate")
+	}
+	chain = append([]*x509.Certificate{resp.Certificate}, resp.CertificateChain...)
+	if err := a.db.StoreCertificateChain(p, chain...); err != nil {
+		return nil, errs.Wrap(http.StatusInternalServerError, err, "store certificate")
+	}
+	return chain, nil
+}
+
+// oidIDevID is PolicyIDevID parsed once.
+var oidIDevID = mustOID(PolicyIDevID)
+
+func mustOID(s string) x509.OID {
+	oid, err := x509.ParseOID(s)
+	if err != nil {
+		panic(err)
+	}
+	return oid
+}
+
+// matchesAudience is step-ca's audience rule: any token audience equals any
+// accepted one, ports aside.
+func matchesAudience(got, want []string) bool {
+	for _, g := range got {
+		for _, w := range want {
+			if g == w || stripPort(g) == stripPort(w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func stripPort(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Host = u.Hostname()
+	return u.String()
+}
+
+// validateGatewayKey is step-ca's key rule: RSA of 2048 bits or more,
+// ECDSA on P-256, P-384 or P-521, or Ed25519.
+func validateGatewayKey(pub any) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("rsa keys must be at least 2048 bits; this one has %d", k.N.BitLen())
+		}
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256(), elliptic.P384(), elliptic.P521():
+		default:
+			return fmt.Errorf("ecdsa keys must be on P-256, P-384 or P-521")
+		}
+	case ed25519.PublicKey:
+	default:
+		return fmt.Errorf("unsupported key type %T", pub)
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/asn1"
@@ -16,7 +15,6 @@ import (
 	"github.com/smallstep/certificates/authority/provisioner"
 	"github.com/smallstep/certificates/errs"
 	"go.step.sm/crypto/jose"
-	"go.step.sm/crypto/x509util"
 )
 
 // Station is one production-line station: a JWK provisioner whose key only
@@ -137,6 +135,7 @@ func updateStations(l Layout, fn func(*stationList) error) error {
 type stationProvisioner struct {
 	*provisioner.JWK
 	disabled bool
+	lifetime time.Duration
 }
 
 func newStationProvisioner(s Station, lifetime time.Duration) *stationProvisioner {
@@ -154,26 +153,16 @@ func newStationProvisioner(s Station, lifetime time.Duration) *stationProvisione
 			},
 		},
 		disabled: s.Disabled,
+		lifetime: lifetime,
 	}
 }
 
-// AuthorizeSign keeps the JWK provisioner's token, name and lifetime checks,
-// and puts the IDevID profile in place of its certificate template.
-func (p *stationProvisioner) AuthorizeSign(ctx context.Context, token string) ([]provisioner.SignOption, error) {
-	if p.disabled {
-		return nil, errs.Unauthorized("station %s is disabled", p.Name)
-	}
-	opts, err := p.JWK.AuthorizeSign(ctx, token)
-	if err != nil {
-		return nil, err
-	}
-	out := opts[:0]
-	for _, o := range opts {
-		if _, isTemplate := o.(provisioner.CertificateOptions); !isTemplate {
-			out = append(out, o)
-		}
-	}
-	return append(out, idevidProfile{}, idevidCertValidator{}), nil
+// AuthorizeSign refuses: gwpki's own sign handler issues birth
+// certificates for station tokens (see issue.go), so step-ca's generic
+// pipeline never should. Refusing here keeps any other route from issuing
+// outside the profile.
+func (p *stationProvisioner) AuthorizeSign(context.Context, string) ([]provisioner.SignOption, error) {
+	return nil, errs.Unauthorized("station %s tokens are only accepted by the sign endpoint", p.Name)
 }
 
 // AuthorizeRevoke refuses revocation tokens of a disabled station.
@@ -187,47 +176,7 @@ func (p *stationProvisioner) AuthorizeRevoke(ctx context.Context, token string) 
 var oidExtKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 37}
 var oidClientAuth = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 2}
 
-// idevidProfile is the certificate "template" of birth certificates: it
-// checks the CSR against the IDevID profile and writes the certificate
-// description step-ca signs. It takes the place of a step-ca text template,
-// whose rendering (text/template with a fresh sprig function map per request)
-// cost more than a signature. A refusal is returned as a template error
-// because step-ca shows those to the client, and a station operator needs to
-// read why a request was refused.
-type idevidProfile struct{}
-
-// idevidCertificate is the subset of x509util.Certificate's JSON that
-// birth certificates set; the CSR's key, the serial, the validity and the
-// revocation URLs are added by step-ca and the issuer.
-type idevidCertificate struct {
-	Subject           x509util.Subject `json:"subject"`
-	URIs              []string         `json:"uris"`
-	KeyUsage          []string         `json:"keyUsage"`
-	ExtKeyUsage       []string         `json:"extKeyUsage"`
-	PolicyIdentifiers []string         `json:"policyIdentifiers"`
-}
-
-func (idevidProfile) Options(provisioner.SignOptions) []x509util.Option {
-	return []x509util.Option{func(csr *x509.CertificateRequest, o *x509util.Options) error {
-		if err := validateIDevIDRequest(csr); err != nil {
-			return &x509util.TemplateError{Message: err.Error()}
-		}
-		serial := csr.Subject.CommonName
-		b, err := json.Marshal(idevidCertificate{
-			Subject:           x509util.Subject{CommonName: serial, SerialNumber: serial},
-			URIs:              []string{GatewayURIPrefix + serial},
-			KeyUsage:          []string{"digitalSignature"},
-			ExtKeyUsage:       []string{"clientAuth"},
-			PolicyIdentifiers: []string{PolicyIDevID},
-		})
-		if err != nil {
-			return err
-		}
-		o.CertBuffer = bytes.NewBuffer(b)
-		return nil
-	}}
-}
-
+// validateIDevIDRequest checks a CSR against the birth-certificate profile.
 func validateIDevIDRequest(csr *x509.CertificateRequest) error {
 	serial := csr.Subject.CommonName
 	if err := ValidateSerial(serial); err != nil {
@@ -252,26 +201,6 @@ func validateIDevIDRequest(csr *x509.CertificateRequest) error {
 				return fmt.Errorf("certificate request asks for extended key usage %s; stations may only get clientAuth", e)
 			}
 		}
-	}
-	return nil
-}
-
-// idevidCertValidator checks the certificate about to be signed, so that a
-// template edit cannot widen what a station may obtain.
-type idevidCertValidator struct{}
-
-func (idevidCertValidator) Valid(cert *x509.Certificate, _ provisioner.SignOptions) error {
-	serial := cert.Subject.CommonName
-	switch {
-	case len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth || len(cert.UnknownExtKeyUsage) > 0:
-		return errors.New("station certificates may only carry the clientAuth extended key usage")
-	case len(cert.DNSNames)+len(cert.IPAddresses)+len(cert.EmailAddresses) > 0,
-		len(cert.URIs) != 1, GatewaySerial(cert) != serial:
-		return fmt.Errorf("station certificates may only name the gateway URI %s%s", GatewayURIPrefix, serial)
-	case cert.IsCA:
-		return errors.New("station certificates cannot be CA certificates")
-	case !HasPolicy(cert, PolicyIDevID):
-		return errors.New("station certificates must carry the IDevID policy")
 	}
 	return nil
 }
