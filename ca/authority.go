@@ -306,7 +306,7 @@ func (a *Authority) withStepContext(next http.Handler) http.Handler {
 // deliberately vague message (no oracle for token guessers), so the cause,
 // such as "station line1 is disabled", is only in the server log.
 func (a *Authority) logRefusal(_ http.ResponseWriter, r *http.Request, err error) {
-	a.log.Warn("request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
+	a.log.Warn("request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err.Error())
 }
 
 func limitBody(next http.Handler) http.Handler {

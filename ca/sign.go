@@ -116,11 +116,11 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 	}
 	var claims stationClaims
 	if err := tok.Claims(p.Key, &claims); err != nil {
-		return nil, errs.Wrap(http.StatusUnauthorized, err, "station %s: token signature", p.Name)
+		return nil, errs.Wrapf(http.StatusUnauthorized, err, "station %s: token signature", p.Name)
 	}
 	now := time.Now().UTC()
 	if err := claims.ValidateWithLeeway(jose.Expected{Issuer: p.Name, Time: now}, time.Minute); err != nil {
-		return nil, errs.Wrap(http.StatusUnauthorized, err, "station %s: token claims", p.Name)
+		return nil, errs.Wrapf(http.StatusUnauthorized, err, "station %s: token claims", p.Name)
 	}
 	switch {
 	case !matchesAudience(claims.Audience, st.signAudiences):
@@ -146,7 +146,7 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 		return nil, errs.BadRequestErr(err, "invalid certificate request")
 	}
 	if err := validateIDevIDRequest(csr); err != nil {
-		return nil, errs.BadRequestErr(err, "%s", err.Error())
+		return nil, errs.BadRequest("%s", err)
 	}
 	serial := csr.Subject.CommonName
 	switch {
@@ -158,7 +158,7 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 		return nil, errs.Forbidden("stations cannot choose a validity; birth certificates live %s", p.lifetime)
 	}
 	if err := validateGatewayKey(csr.PublicKey); err != nil {
-		return nil, errs.ForbiddenErr(err, "%s", err.Error())
+		return nil, errs.Forbidden("%s", err)
 	}
 
 	ext, err := (&provisioner.Extension{Type: provisioner.TypeJWK, Name: p.Name, CredentialID: p.Key.KeyID}).ToExtension()

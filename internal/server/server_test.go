@@ -173,6 +173,29 @@ func foreignToken(t *testing.T, ts *testServer, serial string) string {
 	return tok
 }
 
+// unknownKeyToken is a token signed by a key no station has, so step-ca's
+// own pipeline answers it.
+func unknownKeyToken(t *testing.T, ts *testServer, serial string) string {
+	t.Helper()
+	key, err := jose.GenerateJWK("EC", "P-256", "ES256", "sig", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := (&provisioning.Station{Name: "line1", Key: key}).Token(serial, provisioning.SignURL(ts.ready.APIURL), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// badSignatureCSR is a CSR of the profile whose signature does not verify.
+func badSignatureCSR(t *testing.T, serial string) []byte {
+	t.Helper()
+	block, _ := pem.Decode(mustCSR(t, serial))
+	block.Bytes[len(block.Bytes)-2] ^= 0xff
+	return pem.EncodeToMemory(block)
+}
+
 func TestSignRefusesBadInput(t *testing.T) {
 	ts := startServer(t, nil)
 	_, goodCSR, err := provisioning.NewGatewayKey("GW-1")
@@ -223,6 +246,8 @@ func TestSignRefusesBadInput(t *testing.T) {
 		{"other lifetime", signBody(mustCSR(t, "GW-8"), ts.token(t, "GW-8"), map[string]string{"notAfter": "1h"}), 403, ""},
 		{"expired token", signBody(mustCSR(t, "GW-9"), expired(), nil), 401, ""},
 		{"foreign token", signBody(mustCSR(t, "GW-10"), foreignToken(t, ts, "GW-10"), nil), 401, ""},
+		{"token of an unknown key", signBody(mustCSR(t, "GW-13"), unknownKeyToken(t, ts, "GW-13"), nil), 401, ""},
+		{"bad CSR signature", signBody(badSignatureCSR(t, "GW-14"), ts.token(t, "GW-14"), nil), 400, ""},
 		{"replayed token", signBody(mustCSR(t, "GW-1"), goodToken, nil), 401, ""},
 		{"token for another CA", signBody(mustCSR(t, "GW-11"), otherAudience(t, ts, "GW-11"), nil), 401, ""},
 	}
