@@ -110,9 +110,6 @@ func Open(path string, opts Options) (*DB, error) {
 	b, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      opts.Timeout,
 		FreelistType: bolt.FreelistMapType,
-		// The freelist is rebuilt by scanning at open instead of being
-		// written with every commit: fewer pages per commit, as etcd does.
-		NoFreelistSync: true,
 		// Mapping 256 MiB up front spares the remaps (which stall readers
 		// and the committer) while the file grows to that size.
 		InitialMmapSize: 256 << 20,
