@@ -94,8 +94,10 @@ func (o *stationAddOptions) run(cmd *cobra.Command, name string) error {
 	fmt.Fprintf(cmd.OutOrStdout(), "added station %s (key id %s)\n", name, key.KeyID)
 	fmt.Fprintf(cmd.ErrOrStderr(), "station file %s (mode 0600: it holds the station key)\n", o.out)
 	if o.jwk != "" {
-		fmt.Fprintf(cmd.ErrOrStderr(), "try: step ca certificate GW-0001 gw.crt gw.key --provisioner %s --key %s --san %sGW-0001 --ca-url %s --root %s\n",
-			name, o.jwk, ca.GatewayURIPrefix, caURL, ca.Layout{Dir: o.dir}.RootCert())
+		root := ca.Layout{Dir: o.dir}.RootCert()
+		fmt.Fprintf(cmd.ErrOrStderr(), "try: step ca certificate GW-0001 gw.crt gw.key --ca-url %[1]s --root %[2]s \\\n"+
+			"       --token \"$(step ca token GW-0001 --provisioner %[3]s --key %[4]s --san %[5]sGW-0001 --ca-url %[1]s --root %[2]s)\"\n",
+			caURL, root, name, o.jwk, ca.GatewayURIPrefix)
 	}
 	return nil
 }
