@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +100,7 @@ func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authori
 		if !cfg.PasswordInDir {
 			return nil, errors.New("the CA key password is not in the data directory; pass --password-file")
 		}
-		if opts.Password, err = readPassword(l.Password()); err != nil {
+		if opts.Password, err = ReadPasswordFile(l.Password()); err != nil {
 			return nil, err
 		}
 	}
@@ -134,7 +135,7 @@ func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authori
 	if err != nil {
 		return nil, fmt.Errorf("create signer: %w", err)
 	}
-	a.issuer = &issuer{SoftCAS: soft, notAfter: chain[0].NotAfter, httpURL: publicHTTPURL(httpURL), shards: cfg.CRLShards}
+	a.issuer = &issuer{SoftCAS: soft, notAfter: chain[0].NotAfter, httpURL: strings.TrimRight(httpURL, "/"), shards: cfg.CRLShards}
 	if err := a.rebuild(); err != nil {
 		a.Close()
 		return nil, err
@@ -222,9 +223,9 @@ func (a *Authority) rebuild() error {
 	return nil
 }
 
-// ReloadIfChanged rebuilds the authority when stations.json changed since
+// reloadIfChanged rebuilds the authority when stations.json changed since
 // the last build; it is cheap enough to call every second.
-func (a *Authority) ReloadIfChanged() error {
+func (a *Authority) reloadIfChanged() error {
 	a.reloadMu.Lock()
 	changed := !fileStamp(a.layout.Stations()).Equal(a.stationsStamp)
 	a.reloadMu.Unlock()
@@ -248,7 +249,7 @@ func (a *Authority) WatchStations(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.ReloadIfChanged(); err != nil {
+			if err := a.reloadIfChanged(); err != nil {
 				a.log.Error("reload stations", "err", err)
 			}
 		}
@@ -262,21 +263,6 @@ func fileStamp(path string) time.Time {
 	}
 	return fi.ModTime()
 }
-
-// Step returns the current step-ca authority.
-func (a *Authority) Step() *authority.Authority { return a.current.Load().step }
-
-// DB returns the CA's certificate store.
-func (a *Authority) DB() *DB { return a.db }
-
-// Config returns the data directory's configuration.
-func (a *Authority) Config() *Config { return a.cfg }
-
-// Roots returns the root certificates.
-func (a *Authority) Roots() []*x509.Certificate { return a.roots }
-
-// Intermediates returns the issuing CA chain (without the root).
-func (a *Authority) Intermediates() []*x509.Certificate { return a.chain }
 
 // Routes mounts step-ca's API on r at / and /1.0, as step-ca does.
 func (a *Authority) Routes(r chi.Router) {
@@ -325,11 +311,7 @@ func limitBody(next http.Handler) http.Handler {
 // ends, and client certificates requested (not required) so that step-ca's
 // /renew works over mutual TLS.
 func (a *Authority) TLSConfig(ctx context.Context) (*tls.Config, error) {
-	lifetime := a.cfg.ServerCertLifetime.Duration
-	if lifetime <= 0 {
-		lifetime = DefaultServerCertLifetime
-	}
-	sc := &serverCert{issuer: a.issuer, hostnames: a.cfg.Hostnames, lifetime: lifetime}
+	sc := &serverCert{issuer: a.issuer, hostnames: a.cfg.Hostnames, lifetime: a.cfg.ServerCertLifetime.Duration}
 	if _, err := sc.issue(); err != nil {
 		return nil, err
 	}

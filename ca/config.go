@@ -142,6 +142,9 @@ func (c *Config) setDefaults() {
 	if c.CommitLinger == nil {
 		c.CommitLinger = &Duration{DefaultCommitLinger}
 	}
+	if c.ServerCertLifetime.Duration <= 0 {
+		c.ServerCertLifetime.Duration = DefaultServerCertLifetime
+	}
 	if c.CRLShards == 0 {
 		c.CRLShards = DefaultCRLShards
 	}

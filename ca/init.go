@@ -231,8 +231,9 @@ func randomToken(n int) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// readPassword reads a password file, trimming one trailing newline.
-func readPassword(path string) ([]byte, error) {
+// ReadPasswordFile reads a password file the way gwpki does everywhere: the
+// whole file less its trailing newline; empty files are refused.
+func ReadPasswordFile(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read password file: %w", err)
@@ -245,7 +246,3 @@ func readPassword(path string) ([]byte, error) {
 	}
 	return b, nil
 }
-
-// ReadPasswordFile reads a password file the way gwpki does everywhere: the
-// whole file less one trailing newline; empty files are refused.
-func ReadPasswordFile(path string) ([]byte, error) { return readPassword(path) }

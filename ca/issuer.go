@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math/big"
-	"strings"
 	"time"
 
 	casapi "github.com/smallstep/certificates/cas/apiv1"
@@ -84,7 +83,3 @@ func randomSerial() (*big.Int, error) {
 		}
 	}
 }
-
-// publicHTTPURL turns a configured or listened-on base URL into the form
-// stamped into certificates.
-func publicHTTPURL(s string) string { return strings.TrimRight(s, "/") }

@@ -1,25 +1,18 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
-	"time"
 
 	"go.step.sm/crypto/jose"
-	"go.step.sm/crypto/pemutil"
+
+	"github.com/gwpki/gwpki/ca"
 )
 
 // stationName is the provisioner both servers know the benchmark's station by.
@@ -33,165 +26,83 @@ type caMaterial struct {
 	intermediateKeyPath string // D/secrets/intermediate_ca_key, encrypted with the password
 	passwordPath        string // D/secrets/password
 
-	root            *x509.Certificate
-	rootPool        *x509.CertPool
-	rootFingerprint string // hex SHA-256 of the root's DER, the tokens' "sha" claim
+	root     *x509.Certificate
+	rootPool *x509.CertPool
 
 	station       *jose.JSONWebKey // private, from D/bench.jwk
 	stationPublic *jose.JSONWebKey // its public part, for step-ca's provisioner
 }
 
 func loadCAMaterial(dir string) (*caMaterial, error) {
-	ca := &caMaterial{
+	m := &caMaterial{
 		rootPath:            filepath.Join(dir, "certs", "root_ca.crt"),
 		intermediatePath:    filepath.Join(dir, "certs", "intermediate_ca.crt"),
 		intermediateKeyPath: filepath.Join(dir, "secrets", "intermediate_ca_key"),
 		passwordPath:        filepath.Join(dir, "secrets", "password"),
 	}
-	for _, p := range []string{ca.intermediatePath, ca.intermediateKeyPath, ca.passwordPath} {
+	for _, p := range []string{m.intermediatePath, m.intermediateKeyPath, m.passwordPath} {
 		if _, err := os.Stat(p); err != nil {
 			return nil, fmt.Errorf("read CA material: %w", err)
 		}
 	}
-	b, err := os.ReadFile(ca.rootPath)
+	b, err := os.ReadFile(m.rootPath)
 	if err != nil {
 		return nil, fmt.Errorf("read CA material: %w", err)
 	}
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("read root certificate %s: no PEM certificate", ca.rootPath)
+		return nil, fmt.Errorf("read root certificate %s: no PEM certificate", m.rootPath)
 	}
-	if ca.root, err = x509.ParseCertificate(block.Bytes); err != nil {
-		return nil, fmt.Errorf("read root certificate %s: %w", ca.rootPath, err)
+	if m.root, err = x509.ParseCertificate(block.Bytes); err != nil {
+		return nil, fmt.Errorf("read root certificate %s: %w", m.rootPath, err)
 	}
-	ca.rootPool = x509.NewCertPool()
-	ca.rootPool.AddCert(ca.root)
-	sum := sha256.Sum256(ca.root.Raw)
-	ca.rootFingerprint = hex.EncodeToString(sum[:])
+	m.rootPool = x509.NewCertPool()
+	m.rootPool.AddCert(m.root)
 
 	jwkPath := filepath.Join(dir, stationName+".jwk")
-	if ca.station, err = jose.ReadKey(jwkPath); err != nil {
+	if m.station, err = jose.ReadKey(jwkPath); err != nil {
 		return nil, fmt.Errorf("read station key %s: %w", jwkPath, err)
 	}
-	if ca.station.IsPublic() {
+	if m.station.IsPublic() {
 		return nil, fmt.Errorf("read station key %s: it is a public key; want the private JWK", jwkPath)
 	}
-	if _, ok := ca.station.Key.(*ecdsa.PrivateKey); !ok {
-		return nil, fmt.Errorf("read station key %s: %T; want an EC P-256 key", jwkPath, ca.station.Key)
+	if _, ok := m.station.Key.(*ecdsa.PrivateKey); !ok {
+		return nil, fmt.Errorf("read station key %s: %T; want an EC P-256 key", jwkPath, m.station.Key)
 	}
-	if ca.station.Algorithm == "" {
-		ca.station.Algorithm = jose.ES256
+	if m.station.Algorithm == "" {
+		m.station.Algorithm = jose.ES256
 	}
-	if ca.station.KeyID == "" {
+	if m.station.KeyID == "" {
 		// step-ca finds a JWK provisioner by issuer and kid; give it one.
-		if ca.station.KeyID, err = jose.Thumbprint(ca.station); err != nil {
+		if m.station.KeyID, err = jose.Thumbprint(m.station); err != nil {
 			return nil, err
 		}
 	}
-	pub := ca.station.Public()
-	ca.stationPublic = &pub
-	return ca, nil
+	pub := m.station.Public()
+	m.stationPublic = &pub
+	return m, nil
 }
 
-// createCAMaterial lays out, in a gwpki data directory, what `gwpki init` and
-// `gwpki station add bench --jwk D/bench.jwk` would: a root and an issuing CA
+// createCAMaterial lays out, in a gwpki data directory, what `gwpki init
+// --hostname 127.0.0.1 --hostname localhost` and `gwpki station add bench
+// --jwk D/bench.jwk` would, with the same functions: a root and an issuing CA
 // whose keys are encrypted with a generated password, and a station JWK. It
 // is used when gwpki itself is not benchmarked (-servers step-ca).
-func createCAMaterial(dir string) error {
-	for _, d := range []string{filepath.Join(dir, "certs"), filepath.Join(dir, "secrets")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return err
-		}
+func createCAMaterial(ctx context.Context, dir string) error {
+	if _, err := ca.Init(ctx, dir, ca.InitOptions{Hostnames: []string{"127.0.0.1", "localhost"}}); err != nil {
+		return fmt.Errorf("create CA: %w", err)
 	}
-	pw := make([]byte, 32)
-	if _, err := rand.Read(pw); err != nil {
-		return err
-	}
-	password := []byte(base64.RawURLEncoding.EncodeToString(pw))
-	if err := os.WriteFile(filepath.Join(dir, "secrets", "password"), password, 0o600); err != nil {
-		return err
-	}
-
-	now := time.Now()
-	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ca.AddStation(dir, stationName)
 	if err != nil {
-		return err
+		return fmt.Errorf("add station: %w", err)
 	}
-	rootTmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{CommonName: "gwpki bench Root CA"},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.AddDate(20, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLen:            1,
-	}
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	b, err := json.MarshalIndent(key, "", "  ")
 	if err != nil {
-		return err
+		return fmt.Errorf("encode station key: %w", err)
 	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		return err
+	path := filepath.Join(dir, stationName+".jwk")
+	if err := os.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write station key: %w", err)
 	}
-	intKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	intTmpl := &x509.Certificate{
-		SerialNumber:          randomSerial(),
-		Subject:               pkix.Name{CommonName: "gwpki bench Intermediate CA"},
-		NotBefore:             now.Add(-time.Minute),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	intDER, err := x509.CreateCertificate(rand.Reader, intTmpl, root, intKey.Public(), rootKey)
-	if err != nil {
-		return err
-	}
-	if err := writePEM(filepath.Join(dir, "certs", "root_ca.crt"), &pem.Block{Type: "CERTIFICATE", Bytes: rootDER}); err != nil {
-		return err
-	}
-	if err := writePEM(filepath.Join(dir, "certs", "intermediate_ca.crt"), &pem.Block{Type: "CERTIFICATE", Bytes: intDER}); err != nil {
-		return err
-	}
-	for name, key := range map[string]*ecdsa.PrivateKey{"root_ca_key": rootKey, "intermediate_ca_key": intKey} {
-		block, err := pemutil.Serialize(key, pemutil.WithPassword(password), pemutil.WithPKCS8(true))
-		if err != nil {
-			return fmt.Errorf("encrypt %s: %w", name, err)
-		}
-		if err := writePEM(filepath.Join(dir, "secrets", name), block); err != nil {
-			return err
-		}
-	}
-
-	jwk, err := jose.GenerateJWK("EC", "P-256", "ES256", "sig", "", 0)
-	if err != nil {
-		return err
-	}
-	b, err := json.Marshal(jwk)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, stationName+".jwk"), b, 0o600)
-}
-
-func writePEM(path string, block *pem.Block) error {
-	b := pem.EncodeToMemory(block)
-	if b == nil {
-		return errors.New("encode PEM " + path)
-	}
-	return os.WriteFile(path, b, 0o600)
-}
-
-func randomSerial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return n
+	return nil
 }

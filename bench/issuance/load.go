@@ -3,31 +3,23 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"go.step.sm/crypto/jose"
+	"github.com/gwpki/gwpki/ca"
+	"github.com/gwpki/gwpki/provisioning"
 )
-
-// tokenLifetime is the one-time tokens' validity, as `step ca token` gives.
-const tokenLifetime = 5 * time.Minute
 
 // job is one prepared sign request.
 type job struct {
@@ -35,26 +27,17 @@ type job struct {
 	body   []byte // {"csr": PEM, "ott": token}
 }
 
-// gatewayURI is the SAN URI of a gateway leaf (DESIGN.md, "Identities").
-func gatewayURI(serial string) string { return "urn:gwpki:gateway:" + serial }
-
 // signRequest is step-ca's /1.0/sign request body.
 type signRequest struct {
 	CSR string `json:"csr"`
 	OTT string `json:"ott"`
 }
 
-// tokenClaims are the claims `step ca token` puts in a JWK provisioner token.
-type tokenClaims struct {
-	jose.Claims
-	SANs []string `json:"sans"`
-	SHA  string   `json:"sha"`
-}
-
 // prepareJobs makes n fresh P-256 keys, CSRs (CN = serial, SAN URI
-// urn:gwpki:gateway:<serial>) and one-time tokens for audience aud, using
-// every CPU.
-func prepareJobs(ctx context.Context, n int, aud string, ca *caMaterial) ([]job, error) {
+// urn:gwpki:gateway:<serial>) and one-time tokens for audience aud, the way a
+// line station does (package provisioning), using every CPU.
+func prepareJobs(ctx context.Context, n int, aud string, m *caMaterial) ([]job, error) {
+	station := &provisioning.Station{Name: stationName, Key: m.station}
 	jobs := make([]job, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -63,26 +46,15 @@ func prepareJobs(ctx context.Context, n int, aud string, ca *caMaterial) ([]job,
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			so := new(jose.SignerOptions)
-			so.WithType("JWT")
-			so.WithHeader("kid", ca.station.KeyID)
-			signer, err := jose.NewSigner(jose.SigningKey{
-				Algorithm: jose.SignatureAlgorithm(ca.station.Algorithm),
-				Key:       ca.station.Key,
-			}, so)
-			if err != nil {
-				errs <- fmt.Errorf("token signer: %w", err)
-				return
-			}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= n || ctx.Err() != nil {
 					return
 				}
 				serial := fmt.Sprintf("BENCH-%06d", i+1)
-				j, err := newJob(serial, aud, signer, ca)
+				j, err := newJob(serial, aud, station)
 				if err != nil {
-					errs <- err
+					errs <- fmt.Errorf("%s: %w", serial, err)
 					return
 				}
 				jobs[i] = j
@@ -97,48 +69,16 @@ func prepareJobs(ctx context.Context, n int, aud string, ca *caMaterial) ([]job,
 	return jobs, ctx.Err()
 }
 
-func newJob(serial, aud string, signer jose.Signer, ca *caMaterial) (job, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+func newJob(serial, aud string, station *provisioning.Station) (job, error) {
+	_, csr, err := provisioning.NewGatewayKey(serial)
 	if err != nil {
 		return job{}, err
 	}
-	uri, err := url.Parse(gatewayURI(serial))
+	tok, err := station.Token(serial, aud, time.Now())
 	if err != nil {
 		return job{}, err
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: serial},
-		URIs:    []*url.URL{uri},
-	}, key)
-	if err != nil {
-		return job{}, fmt.Errorf("create CSR: %w", err)
-	}
-	jti := make([]byte, 32)
-	if _, err := rand.Read(jti); err != nil {
-		return job{}, err
-	}
-	now := time.Now()
-	claims := tokenClaims{
-		Claims: jose.Claims{
-			Issuer:    stationName,
-			Subject:   serial,
-			Audience:  jose.Audience{aud},
-			IssuedAt:  jose.NewNumericDate(now),
-			NotBefore: jose.NewNumericDate(now),
-			Expiry:    jose.NewNumericDate(now.Add(tokenLifetime)),
-			ID:        hex.EncodeToString(jti),
-		},
-		SANs: []string{gatewayURI(serial)},
-		SHA:  ca.rootFingerprint,
-	}
-	tok, err := jose.Signed(signer).Claims(claims).CompactSerialize()
-	if err != nil {
-		return job{}, fmt.Errorf("sign token: %w", err)
-	}
-	body, err := json.Marshal(signRequest{
-		CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})),
-		OTT: tok,
-	})
+	body, err := json.Marshal(signRequest{CSR: string(csr), OTT: tok})
 	if err != nil {
 		return job{}, err
 	}
@@ -252,17 +192,17 @@ type signResponse struct {
 
 // check verifies, after the timed window, every answer: a 2xx with a leaf for
 // the job's serial (CN and SAN URI) that chains to the root.
-func (r *loadRun) check(ca *caMaterial) failures {
+func (r *loadRun) check(m *caMaterial) failures {
 	var f failures
 	for i, o := range r.outcomes {
-		if err := checkOutcome(r.jobs[i].serial, o, ca); err != nil {
+		if err := checkOutcome(r.jobs[i].serial, o, m); err != nil {
 			f.add(fmt.Errorf("%s: %w", r.jobs[i].serial, err))
 		}
 	}
 	return f
 }
 
-func checkOutcome(serial string, o outcome, ca *caMaterial) error {
+func checkOutcome(serial string, o outcome, m *caMaterial) error {
 	if o.err != nil {
 		return o.err
 	}
@@ -300,15 +240,15 @@ func checkOutcome(serial string, o outcome, ca *caMaterial) error {
 	if leaf.Subject.CommonName != serial {
 		return fmt.Errorf("leaf CN %q; want %q", leaf.Subject.CommonName, serial)
 	}
-	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != gatewayURI(serial) {
-		return fmt.Errorf("leaf SAN URIs %v; want [%s]", leaf.URIs, gatewayURI(serial))
+	if want := ca.GatewayURIPrefix + serial; len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
+		return fmt.Errorf("leaf SAN URIs %v; want [%s]", leaf.URIs, want)
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
 		inter.AddCert(c)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         ca.rootPool,
+		Roots:         m.rootPool,
 		Intermediates: inter,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {

@@ -157,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	} else {
 		logf("creating CA material in %s", dataDir)
-		if err := createCAMaterial(dataDir); err != nil {
+		if err := createCAMaterial(ctx, dataDir); err != nil {
 			return err
 		}
 	}
