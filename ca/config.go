@@ -78,8 +78,6 @@ type Config struct {
 	// HTTPAddr is the plain HTTP listener for OCSP, CRL, health and metrics
 	// (default ":8080").
 	HTTPAddr string `json:"http_addr,omitempty"`
-	// MQTTAddr is the MQTT/TLS listener (default ":8883").
-	MQTTAddr string `json:"mqtt_addr,omitempty"`
 	// PublicHTTPURL is the base of the OCSP and CRL URLs in issued
 	// certificates. Empty: http://<first hostname>:<HTTP listener port>.
 	PublicHTTPURL string `json:"public_http_url,omitempty"`
@@ -111,7 +109,6 @@ type Config struct {
 const (
 	DefaultAPIAddr        = ":8443"
 	DefaultHTTPAddr       = ":8080"
-	DefaultMQTTAddr       = ":8883"
 	DefaultIDevIDLifetime = 20 * 365 * 24 * time.Hour
 	DefaultCRLShards      = 256
 	DefaultCommitLinger   = 4 * time.Millisecond
@@ -132,9 +129,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
-	}
-	if c.MQTTAddr == "" {
-		c.MQTTAddr = DefaultMQTTAddr
 	}
 	if c.IDevIDLifetime.Duration == 0 {
 		c.IDevIDLifetime.Duration = DefaultIDevIDLifetime

@@ -19,7 +19,6 @@ type serveOptions struct {
 	dir          string
 	apiAddr      string
 	httpAddr     string
-	mqttAddr     string
 	passwordFile string
 	readyFile    string
 }
@@ -29,7 +28,6 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.dir, "dir", defaultDataDir, "data directory (initialised when new)")
 	f.StringVar(&o.apiAddr, "api-addr", "", "HTTPS API listener (default from config.json, :8443)")
 	f.StringVar(&o.httpAddr, "http-addr", "", "plain HTTP listener for OCSP, CRLs, health and metrics (default :8080)")
-	f.StringVar(&o.mqttAddr, "mqtt-addr", "", "MQTT/TLS listener (default :8883; the broker arrives with issue 6)")
 	f.StringVar(&o.passwordFile, "password-file", "", "file with the CA key password, when init was given one")
 	f.StringVar(&o.readyFile, "ready-file", "", "write {\"api_url\",\"http_url\",\"pid\"} as JSON here once listening (for scripts)")
 }

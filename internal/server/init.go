@@ -79,7 +79,7 @@ func printInit(w io.Writer, dir string, res *InitResult) {
 // PrintInit writes the summary of a fresh data directory to w.
 func PrintInit(w io.Writer, dir string, res *InitResult) { printInit(w, dir, res) }
 
-func printBanner(w io.Writer, dir, apiURL, httpURL string, auth *ca.Authority) {
+func printBanner(w io.Writer, dir, apiURL, httpURL string) {
 	l := ca.Layout{Dir: dir}
 	fmt.Fprintf(w, "gwpki is serving the CA in %s\n", dir)
 	fmt.Fprintf(w, "  API (step-ca and /v1)   %s   (TLS 1.2+, root %s)\n", apiURL, l.RootCert())

@@ -154,7 +154,7 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("write ready file: %w", err)
 		}
 	}
-	printBanner(opts.Out, opts.Dir, apiURL, httpURL, auth)
+	printBanner(opts.Out, opts.Dir, apiURL, httpURL)
 
 	select {
 	case <-ctx.Done():
