@@ -52,3 +52,4 @@ func TestWriteSignResponseMatchesStepCA(t *testing.T) {
 		})
 	}
 }
+
