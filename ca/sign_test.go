@@ -52,4 +52,3 @@ func TestWriteSignResponseMatchesStepCA(t *testing.T) {
 		})
 	}
 }
-
