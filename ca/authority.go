@@ -83,6 +83,7 @@ type Authority struct {
 	stationsStamp time.Time // mtime of stations.json at the last build
 
 	serverCert *serverCert
+	refusals   *refusalLimiter
 	closeKM    func() error
 }
 
@@ -119,6 +120,7 @@ func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authori
 	a := &Authority{
 		layout: l, cfg: cfg, opts: opts, db: db, roots: roots, chain: chain,
 		metrics: newMetrics(opts.Registerer), log: opts.Logger,
+		refusals: newRefusalLimiter(time.Now),
 	}
 	signer, err := a.openSigner(ctx)
 	if err != nil {
@@ -267,7 +269,7 @@ func fileStamp(path string) time.Time {
 // Routes mounts step-ca's API on r at / and /1.0, as step-ca does.
 func (a *Authority) Routes(r chi.Router) {
 	r.Group(func(r chi.Router) {
-		r.Use(a.withStepContext, a.metrics.measure, limitBody)
+		r.Use(a.withStepContext, a.metrics.measure, limitBody, a.refusals.limitRefused)
 		routes := func(r chi.Router) {
 			api.Route(r)
 			r.Post("/sign", a.sign) // replaces step-ca's; see sign.go

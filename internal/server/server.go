@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 
 	"github.com/gwpki/gwpki/ca"
 	"github.com/gwpki/gwpki/claim"
@@ -40,6 +41,9 @@ type Options struct {
 	Out    io.Writer
 	Logger *slog.Logger
 }
+
+// maxConns caps the open connections of each listener.
+const maxConns = 4096
 
 // Ready is what [Run] writes to Options.ReadyFile.
 type Ready struct {
@@ -145,8 +149,10 @@ func Run(ctx context.Context, opts Options) error {
 	go auth.WatchStations(ctx, 500*time.Millisecond)
 
 	errc := make(chan error, 2)
-	go func() { errc <- serveErr(apiSrv.ServeTLS(apiLn, "", "")) }()
-	go func() { errc <- serveErr(httpSrv.Serve(httpLn)) }()
+	// Past maxConns, new connections wait in the kernel's backlog instead of
+	// costing goroutines and TLS state.
+	go func() { errc <- serveErr(apiSrv.ServeTLS(netutil.LimitListener(apiLn, maxConns), "", "")) }()
+	go func() { errc <- serveErr(httpSrv.Serve(netutil.LimitListener(httpLn, maxConns))) }()
 
 	if opts.ReadyFile != "" {
 		b, _ := json.Marshal(Ready{APIURL: apiURL, HTTPURL: httpURL, PID: os.Getpid()})

@@ -405,3 +405,25 @@ func TestServerCertificateRenews(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestSignRefusalsAreRateLimited: a source that keeps sending refused
+// requests is answered 429, without the CA parsing or checking anything.
+func TestSignRefusalsAreRateLimited(t *testing.T) {
+	ts := startServer(t, nil)
+	garbage := []byte(`{"csr":"","ott":"x"}`)
+	for i := 0; ; i++ {
+		code, body := ts.sign(t, garbage)
+		if code == http.StatusTooManyRequests {
+			if i < 100 {
+				t.Errorf("429 after %d refusals; want at least 100 allowed", i)
+			}
+			return
+		}
+		if code != http.StatusBadRequest {
+			t.Fatalf("request %d: status %d (%s); want 400 until the limit", i, code, body)
+		}
+		if i > 200 {
+			t.Fatal("no 429 after 200 refused requests")
+		}
+	}
+}
