@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
-	"io"
 	"log/slog"
 	"net"
 	"net/http/httptest"
@@ -16,7 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/gwpki/gwpki/claim"
-	"github.com/gwpki/gwpki/internal/store"
+	"github.com/gwpki/gwpki/internal/store/storetest"
 	"github.com/gwpki/gwpki/internal/testpki"
 )
 
@@ -26,12 +25,7 @@ import (
 func loginTestServer(t *testing.T) (url, rootPath string) {
 	t.Helper()
 	t.Setenv("GWPKI_CONFIG_DIR", filepath.Join(t.TempDir(), "config"))
-	db, err := store.Open(filepath.Join(t.TempDir(), "gwpki.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	a, err := claim.NewAccounts(db, claim.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	a, err := claim.NewAccounts(storetest.OpenTemp(t), claim.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -20,7 +19,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/gwpki/gwpki/claim"
-	"github.com/gwpki/gwpki/internal/store"
+	"github.com/gwpki/gwpki/internal/store/storetest"
 	"github.com/gwpki/gwpki/internal/testpki"
 )
 
@@ -28,12 +27,7 @@ import (
 // its URL and the PEM of the certificate to pin.
 func testServer(t *testing.T) (string, []byte, *claim.Accounts) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "gwpki.db"), store.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	a, err := claim.NewAccounts(db, claim.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	a, err := claim.NewAccounts(storetest.OpenTemp(t), claim.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
