@@ -15,9 +15,7 @@ import (
 // concurrent keep-alive clients, CSRs and tokens prepared beforehand: the
 // in-process counterpart of bench/issuance, for profiling.
 func BenchmarkSign(b *testing.B) {
-	t := &testing.T{}
-	ts := startServer(t, nil)
-	defer ts.stop()
+	ts := startServer(b, nil)
 	bodies := make([][]byte, b.N)
 	for i := range bodies {
 		serial := "BENCH-" + time.Now().Format("150405.000000000")

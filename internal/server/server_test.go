@@ -39,7 +39,7 @@ type testServer struct {
 
 // startServer initialises a data directory with one station, line1, and
 // runs the server on loopback ports until the test ends.
-func startServer(t *testing.T, edit func(cfg map[string]any)) *testServer {
+func startServer(t testing.TB, edit func(cfg map[string]any)) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -97,7 +97,7 @@ func startServer(t *testing.T, edit func(cfg map[string]any)) *testServer {
 	return ts
 }
 
-func editConfig(t *testing.T, dir string, edit func(map[string]any)) {
+func editConfig(t testing.TB, dir string, edit func(map[string]any)) {
 	t.Helper()
 	path := ca.Layout{Dir: dir}.Config()
 	b, err := os.ReadFile(path)
