@@ -137,7 +137,10 @@ func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authori
 	if err != nil {
 		return nil, fmt.Errorf("create signer: %w", err)
 	}
-	a.issuer = &issuer{SoftCAS: soft, notAfter: chain[0].NotAfter, httpURL: strings.TrimRight(httpURL, "/"), shards: cfg.CRLShards}
+	if a.issuer, err = newIssuer(soft, strings.TrimRight(httpURL, "/"), cfg.CRLShards); err != nil {
+		a.Close()
+		return nil, err
+	}
 	if err := a.rebuild(); err != nil {
 		a.Close()
 		return nil, err

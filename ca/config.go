@@ -91,7 +91,7 @@ type Config struct {
 	// (default 256). It is fixed at init: issued certificates name their shard.
 	CRLShards int `json:"crl_shards,omitempty"`
 	// CommitLinger is how long the store waits for more writes before it
-	// commits a batch that is not full (default 4ms): under load it turns
+	// commits a batch that is not full (default 1ms): under load it turns
 	// many small commits, each with two fsyncs, into a few larger ones.
 	// "0s" commits at once.
 	CommitLinger *Duration `json:"commit_linger,omitempty"`
@@ -111,7 +111,7 @@ const (
 	DefaultHTTPAddr       = ":8080"
 	DefaultIDevIDLifetime = 20 * 365 * 24 * time.Hour
 	DefaultCRLShards      = 256
-	DefaultCommitLinger   = 4 * time.Millisecond
+	DefaultCommitLinger   = 1 * time.Millisecond
 )
 
 // DefaultHostnames are used when init is given no --hostname.

@@ -3,6 +3,7 @@ package ca
 import (
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
 	"time"
@@ -19,6 +20,36 @@ type issuer struct {
 	notAfter time.Time // the issuing CA's expiry
 	httpURL  string    // base of the OCSP and CRL URLs, no trailing slash
 	shards   int
+	birth    *birthCertEncoder // nil when the issuing key is not in-process P-256
+}
+
+func newIssuer(soft *softcas.SoftCAS, httpURL string, shards int) (*issuer, error) {
+	i := &issuer{SoftCAS: soft, notAfter: soft.CertificateChain[0].NotAfter, httpURL: httpURL, shards: shards}
+	var err error
+	i.birth, err = newBirthCertEncoder(soft.CertificateChain[0], soft.Signer, httpURL, shards)
+	return i, err
+}
+
+// signBirthCert issues the birth certificate of gateway for the public key
+// spki, valid from now (backdated) for lifetime, clamped to the issuing CA.
+func (i *issuer) signBirthCert(gateway string, spki []byte, now time.Time, lifetime time.Duration, ext pkix.Extension) (*x509.Certificate, error) {
+	sn, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	notAfter := now.Add(lifetime)
+	if notAfter.After(i.notAfter) {
+		notAfter = i.notAfter
+	}
+	der, err := i.birth.sign(&birthCert{
+		gateway: gateway, spki: spki, serial: sn,
+		notBefore: now.Add(-backdate), notAfter: notAfter,
+		extra: marshalExtension(ext),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
 }
 
 func (i *issuer) CreateCertificate(req *casapi.CreateCertificateRequest) (*casapi.CreateCertificateResponse, error) {

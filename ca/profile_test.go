@@ -44,7 +44,7 @@ func testCSR(t testing.TB, tpl *x509.CertificateRequest) *x509.CertificateReques
 func TestValidateIDevIDRequest(t *testing.T) {
 	eku := func(oids ...asn1.ObjectIdentifier) []pkix.Extension {
 		v, _ := asn1.Marshal(oids)
-		return []pkix.Extension{{Id: oidExtKeyUsage, Value: v}}
+		return []pkix.Extension{{Id: oidExtExtKeyUsage, Value: v}}
 	}
 	good := &x509.CertificateRequest{Subject: pkix.Name{CommonName: "GW-1"}, URIs: []*url.URL{GatewayURI("GW-1")}}
 	tests := []struct {
@@ -62,7 +62,7 @@ func TestValidateIDevIDRequest(t *testing.T) {
 		{"serverAuth requested", &x509.CertificateRequest{Subject: good.Subject, URIs: good.URIs,
 			ExtraExtensions: eku(asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 1})}, "extended key usage"},
 		{"malformed EKU", &x509.CertificateRequest{Subject: good.Subject, URIs: good.URIs,
-			ExtraExtensions: []pkix.Extension{{Id: oidExtKeyUsage, Value: []byte{0x30, 0x03, 0x06}}}}, "malformed"},
+			ExtraExtensions: []pkix.Extension{{Id: oidExtExtKeyUsage, Value: []byte{0x30, 0x03, 0x06}}}}, "malformed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -208,6 +208,27 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 	if err != nil {
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "provisioner extension")
 	}
+	if a.issuer.birth != nil {
+		leaf, err := a.issuer.signBirthCert(serial, csr.RawSubjectPublicKeyInfo, now, p.lifetime, ext)
+		if err != nil {
+			return nil, errs.Wrap(http.StatusInternalServerError, err, "sign certificate")
+		}
+		chain = append([]*x509.Certificate{leaf}, a.issuer.CertificateChain...)
+	} else {
+		chain, err = a.issueIDevIDGeneric(serial, csr, now, p.lifetime, ext)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := a.db.StoreCertificateChain(p, chain...); err != nil {
+		return nil, errs.Wrap(http.StatusInternalServerError, err, "store certificate")
+	}
+	return chain, nil
+}
+
+// issueIDevIDGeneric signs a birth certificate through step-ca's CA service
+// and crypto/x509: the path for issuing keys held in a KMS.
+func (a *Authority) issueIDevIDGeneric(serial string, csr *x509.CertificateRequest, now time.Time, lifetime time.Duration, ext pkix.Extension) ([]*x509.Certificate, error) {
 	tpl := &x509.Certificate{
 		Subject:         pkix.Name{CommonName: serial, SerialNumber: serial},
 		URIs:            []*url.URL{GatewayURI(serial)},
@@ -216,18 +237,14 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 		ExtKeyUsage:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		Policies:        []x509.OID{oidIDevID},
 		NotBefore:       now.Add(-backdate),
-		NotAfter:        now.Add(p.lifetime),
+		NotAfter:        now.Add(lifetime),
 		ExtraExtensions: []pkix.Extension{ext},
 	}
-	resp, err := a.issuer.CreateCertificate(&casapi.CreateCertificateRequest{Template: tpl, Lifetime: p.lifetime, Backdate: backdate})
+	resp, err := a.issuer.CreateCertificate(&casapi.CreateCertificateRequest{Template: tpl, Lifetime: lifetime, Backdate: backdate})
 	if err != nil {
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "sign certificate")
 	}
-	chain = append([]*x509.Certificate{resp.Certificate}, resp.CertificateChain...)
-	if err := a.db.StoreCertificateChain(p, chain...); err != nil {
-		return nil, errs.Wrap(http.StatusInternalServerError, err, "store certificate")
-	}
-	return chain, nil
+	return append([]*x509.Certificate{resp.Certificate}, resp.CertificateChain...), nil
 }
 
 // oidIDevID is PolicyIDevID parsed once.

@@ -173,7 +173,6 @@ func (p *stationProvisioner) AuthorizeRevoke(ctx context.Context, token string) 
 	return p.JWK.AuthorizeRevoke(ctx, token)
 }
 
-var oidExtKeyUsage = asn1.ObjectIdentifier{2, 5, 29, 37}
 var oidClientAuth = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 2}
 
 // validateIDevIDRequest checks a CSR against the birth-certificate profile.
@@ -189,7 +188,7 @@ func validateIDevIDRequest(csr *x509.CertificateRequest) error {
 			"with the step CLI pass --san %s", want, describeSANs(csr), want)
 	}
 	for _, ext := range csr.Extensions {
-		if !ext.Id.Equal(oidExtKeyUsage) {
+		if !ext.Id.Equal(oidExtExtKeyUsage) {
 			continue
 		}
 		var ekus []asn1.ObjectIdentifier

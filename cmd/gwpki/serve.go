@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -45,6 +46,13 @@ func newServeCommand() *cobra.Command {
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(400)
 			}
+			if path := os.Getenv("GWPKI_CPUPROFILE"); path != "" {
+				stop, err := startCPUProfile(path)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			err := server.Run(cmd.Context(), server.Options{
 				Dir:          o.dir,
 				APIAddr:      o.apiAddr,
@@ -62,4 +70,21 @@ func newServeCommand() *cobra.Command {
 	}
 	o.AddFlags(cmd)
 	return cmd
+}
+
+// startCPUProfile profiles the whole server run into path, for
+// docs/benchmarks.md's profiling recipe; stop writes the profile out.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
