@@ -261,6 +261,32 @@ func (a *Authority) WatchStations(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// PruneUsedTokens forgets, every interval until ctx ends, the station
+// tokens that expired long enough ago that the sign handler refuses them
+// anyway, so the record of used tokens stays the size of a few minutes of
+// issuance.
+func (a *Authority) PruneUsedTokens(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			before := time.Now().Add(-2 * tokenLeeway)
+			for {
+				n, err := a.db.PruneStationTokens(before, 10000)
+				if err != nil {
+					a.log.Error("prune used tokens", "err", err)
+				}
+				if err != nil || n < 10000 {
+					break
+				}
+			}
+		}
+	}
+}
+
 func fileStamp(path string) time.Time {
 	fi, err := os.Stat(path)
 	if err != nil {

@@ -130,3 +130,24 @@ func BenchmarkBirthCertSign(b *testing.B) {
 		}
 	}
 }
+
+// TestRandomSerialGrowsWithTime checks the property the store relies on:
+// later serials are larger, and as decimal strings (the store's keys) they
+// sort the same way.
+func TestRandomSerialGrowsWithTime(t *testing.T) {
+	prev, err := randomSerial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 1000 {
+		time.Sleep(time.Microsecond)
+		sn, err := randomSerial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sn.Cmp(prev) <= 0 || sn.String() <= prev.String() || sn.BitLen() > 127 {
+			t.Fatalf("serial %s after %s: want larger, of at most 127 bits, sorting after it as text", sn, prev)
+		}
+		prev = sn
+	}
+}

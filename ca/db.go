@@ -28,13 +28,16 @@ var (
 	certDataBucket      = []byte("x509_certs_data") // serial -> certData JSON
 	revokedBucket       = []byte("revoked_x509_certs")
 	usedTokensBucket    = []byte("used_ott") // token id -> SHA-256(token) || used-at
+	// station token expiry (unix seconds, 8 bytes) || SHA-256(token) -> used-at:
+	// sorted by expiry, so expired entries are pruned from the front.
+	usedStationTokensBucket = []byte("used_station_ott")
 	crlBucket           = []byte("x509_crl")
 	byGatewayBucket     = []byte("x509_certs_by_gateway")     // indexKey(gateway, serial) -> nil
 	byProvisionerBucket = []byte("x509_certs_by_provisioner") // indexKey(name, serial) -> nil
 	countersBucket      = []byte("ca_counters")
 
 	allBuckets = [][]byte{
-		certsBucket, certDataBucket, revokedBucket, usedTokensBucket, crlBucket,
+		certsBucket, certDataBucket, revokedBucket, usedTokensBucket, usedStationTokensBucket, crlBucket,
 		byGatewayBucket, byProvisionerBucket, countersBucket,
 	}
 
@@ -258,6 +261,56 @@ func (d *DB) UseToken(id, tok string) (bool, error) {
 		return false, fmt.Errorf("use token: %w", err)
 	}
 	return true, nil
+}
+
+// UseStationToken is [DB.UseToken] for a station's token, which gwpki's own
+// sign handler checks and which always has an expiry: entries are keyed by
+// that expiry, so new ones go to the end of the bucket and
+// [DB.PruneStationTokens] drops expired ones cheaply. Only a SHA-256 of tok
+// is kept. Like UseToken it answers before the fsync of its batch.
+func (d *DB) UseStationToken(expiry time.Time, tok string) (bool, error) {
+	sum := sha256.Sum256([]byte(tok))
+	key := append(binary.BigEndian.AppendUint64(nil, uint64(expiry.Unix())), sum[:]...)
+	used := binary.BigEndian.AppendUint64(nil, uint64(time.Now().Unix()))
+	err := d.s.Apply(context.Background(), func(tx *bolt.Tx) error {
+		b := tx.Bucket(usedStationTokensBucket)
+		if b.Get(key) != nil {
+			return store.Refuse(errTokenUsed)
+		}
+		return b.Put(key, used)
+	})
+	switch {
+	case errors.Is(err, errTokenUsed):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("use station token: %w", err)
+	}
+	return true, nil
+}
+
+// PruneStationTokens durably forgets station tokens that expired before
+// before, deleting at most limit of them; it returns how many it deleted.
+// A token past its expiry is refused on its own, so forgetting its use
+// reopens nothing.
+func (d *DB) PruneStationTokens(before time.Time, limit int) (int, error) {
+	end := binary.BigEndian.AppendUint64(nil, uint64(before.Unix()))
+	n := 0
+	err := d.update(func(tx *bolt.Tx) error {
+		n = 0
+		c := tx.Bucket(usedStationTokensBucket).Cursor()
+		// Always from the front: the entries before the cursor are gone.
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], end) < 0 && n < limit; k, _ = c.First() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune station tokens: %w", err)
+	}
+	return n, nil
 }
 
 // StoreCertificate stores a leaf issued without a known provisioner.

@@ -343,6 +343,51 @@ func TestDBUseToken(t *testing.T) {
 	}
 }
 
+func TestDBUseStationToken(t *testing.T) {
+	d, s := newTestDB(t)
+	now := time.Now()
+	old, fresh := now.Add(-10*time.Minute), now.Add(5*time.Minute)
+	const token = "eyJhbGciOiJFUzI1NiJ9.secret-station-token.signature"
+	for i, tt := range []struct {
+		exp  time.Time
+		tok  string
+		want bool
+	}{
+		{fresh, token, true},
+		{fresh, token, false}, // replay
+		{fresh, "other", true},
+		{old, "expired long ago", true},
+		{old, "expired too", true},
+	} {
+		if got, err := d.UseStationToken(tt.exp, tt.tok); err != nil || got != tt.want {
+			t.Errorf("call %d: UseStationToken(%q) = %v, %v; want %v, nil", i, tt.tok, got, err, tt.want)
+		}
+	}
+	if n, err := d.PruneStationTokens(now.Add(-2*time.Minute), 1); n != 1 || err != nil {
+		t.Errorf("PruneStationTokens(limit 1) = %d, %v; want 1, nil", n, err)
+	}
+	if n, err := d.PruneStationTokens(now.Add(-2*time.Minute), 100); n != 1 || err != nil {
+		t.Errorf("second PruneStationTokens = %d, %v; want the 1 expired token left, nil", n, err)
+	}
+	// Unexpired uses survive pruning: the replay is still refused.
+	if got, err := d.UseStationToken(fresh, token); got || err != nil {
+		t.Errorf("replay after pruning = %v, %v; want false, nil", got, err)
+	}
+	err := s.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			return b.ForEach(func(k, v []byte) error {
+				if bytes.Contains(k, []byte("secret-station")) || bytes.Contains(v, []byte("secret-station")) {
+					t.Errorf("bucket %s key %q holds the plaintext token", name, k)
+				}
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestDBRevoke(t *testing.T) {
 	d, _ := newTestDB(t)
 	notAfter := time.Now().Add(time.Hour).Truncate(time.Second).UTC()

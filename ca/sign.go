@@ -134,12 +134,16 @@ func stepSign(ctx context.Context, a *authority.Authority, body *api.SignRequest
 
 // station returns the parsed token and its station when the token's key
 // is a station's, or nil.
-func (st *state) station(ott string) (*jose.JSONWebToken, *stationProvisioner) {
-	tok, err := jose.ParseSigned(ott)
-	if err != nil || len(tok.Headers) == 0 {
+func (st *state) station(ott string) (*stationToken, *stationProvisioner) {
+	tok, err := parseStationToken(ott)
+	if err != nil || tok.kid == "" {
 		return nil, nil
 	}
-	return tok, st.stations[tok.Headers[0].KeyID]
+	p := st.stations[tok.kid]
+	if p == nil {
+		return nil, nil
+	}
+	return tok, p
 }
 
 // stationClaims are the claims of a station's one-time token, as step-ca's
@@ -153,16 +157,16 @@ type stationClaims struct {
 // returns the birth certificate. It enforces what step-ca's JWK provisioner
 // does (signature, issuer, audience, validity with a minute's leeway,
 // subject, one use per token ID) and the profile: see docs/ca.md.
-func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvisioner, tok *jose.JSONWebToken, body *api.SignRequest) (chain []*x509.Certificate, err error) {
+func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvisioner, tok *stationToken, body *api.SignRequest) (chain []*x509.Certificate, err error) {
 	if p.disabled {
 		return nil, errs.Unauthorized("station %s is disabled", p.Name)
 	}
 	var claims stationClaims
-	if err := tok.Claims(p.Key, &claims); err != nil {
+	if err := tok.claims(p.Key, &claims); err != nil {
 		return nil, errs.Wrapf(http.StatusUnauthorized, err, "station %s: token signature", p.Name)
 	}
 	now := time.Now().UTC()
-	if err := claims.ValidateWithLeeway(jose.Expected{Issuer: p.Name, Time: now}, time.Minute); err != nil {
+	if err := claims.ValidateWithLeeway(jose.Expected{Issuer: p.Name, Time: now}, tokenLeeway); err != nil {
 		return nil, errs.Wrapf(http.StatusUnauthorized, err, "station %s: token claims", p.Name)
 	}
 	switch {
@@ -172,11 +176,13 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 		return nil, errs.Unauthorized("station %s: token has no subject", p.Name)
 	case claims.ID == "":
 		return nil, errs.Unauthorized("station %s: token has no ID (jti)", p.Name)
+	case claims.Expiry == nil:
+		return nil, errs.Unauthorized("station %s: token has no expiry (exp)", p.Name)
 	}
 	// From here on the attempt counts: the token is spent even if the CSR
 	// is refused, as with step-ca.
 	defer func() { a.metrics.X509Signed(chain, p, err) }()
-	first, err := a.db.UseToken(claims.ID, body.OTT)
+	first, err := a.db.UseStationToken(claims.Expiry.Time(), body.OTT)
 	if err != nil {
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "use token")
 	}
@@ -246,6 +252,10 @@ func (a *Authority) issueIDevIDGeneric(serial string, csr *x509.CertificateReque
 	}
 	return append([]*x509.Certificate{resp.Certificate}, resp.CertificateChain...), nil
 }
+
+// tokenLeeway is the clock skew allowed on a station token's times, as
+// step-ca allows.
+const tokenLeeway = time.Minute
 
 // oidIDevID is PolicyIDevID parsed once.
 var oidIDevID = mustOID(PolicyIDevID)

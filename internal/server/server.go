@@ -147,6 +147,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 
 	go auth.WatchStations(ctx, 500*time.Millisecond)
+	go auth.PruneUsedTokens(ctx, time.Minute)
 
 	errc := make(chan error, 2)
 	// Past maxConns, new connections wait in the kernel's backlog instead of

@@ -249,6 +249,7 @@ func TestSignRefusesBadInput(t *testing.T) {
 		{"token of an unknown key", signBody(mustCSR(t, "GW-13"), unknownKeyToken(t, ts, "GW-13"), nil), 401, ""},
 		{"bad CSR signature", signBody(badSignatureCSR(t, "GW-14"), ts.token(t, "GW-14"), nil), 400, ""},
 		{"replayed token", signBody(mustCSR(t, "GW-1"), goodToken, nil), 401, ""},
+		{"token without expiry", signBody(mustCSR(t, "GW-15"), rawTokenWithout(t, ts, "GW-15", []string{ca.GatewayURIPrefix + "GW-15"}, "exp"), nil), 401, ""},
 		{"token for another CA", signBody(mustCSR(t, "GW-11"), otherAudience(t, ts, "GW-11"), nil), 401, ""},
 	}
 	for _, tt := range tests {
@@ -318,6 +319,12 @@ func mustCSR(t *testing.T, serial string) []byte {
 // does not use gwpki's client might.
 func rawToken(t *testing.T, ts *testServer, serial string, sans []string) string {
 	t.Helper()
+	return rawTokenWithout(t, ts, serial, sans, "")
+}
+
+// rawTokenWithout is rawToken without the claim named drop.
+func rawTokenWithout(t *testing.T, ts *testServer, serial string, sans []string, drop string) string {
+	t.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: ts.station.Key.Key},
 		new(jose.SignerOptions).WithType("JWT").WithHeader("kid", ts.station.Key.KeyID))
 	if err != nil {
@@ -328,6 +335,7 @@ func rawToken(t *testing.T, ts *testServer, serial string, sans []string) string
 		"iss": "line1", "sub": serial, "aud": provisioning.SignURL(ts.ready.APIURL), "jti": serial + "-raw",
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Minute).Unix(), "sans": sans,
 	}
+	delete(claims, drop)
 	tok, err := jose.Signed(signer).Claims(claims).CompactSerialize()
 	if err != nil {
 		t.Fatal(err)
