@@ -24,17 +24,17 @@ import (
 // Buckets of the CA's part of the store. Keys of the certificate buckets are
 // serial numbers in decimal, as step-ca names them.
 var (
-	certsBucket         = []byte("x509_certs")      // serial -> leaf DER
-	certDataBucket      = []byte("x509_certs_data") // serial -> certData JSON
-	revokedBucket       = []byte("revoked_x509_certs")
-	usedTokensBucket    = []byte("used_ott") // token id -> SHA-256(token) || used-at
+	certsBucket      = []byte("x509_certs")      // serial -> leaf DER
+	certDataBucket   = []byte("x509_certs_data") // serial -> certData JSON
+	revokedBucket    = []byte("revoked_x509_certs")
+	usedTokensBucket = []byte("used_ott") // token id -> SHA-256(token) || used-at
 	// station token expiry (unix seconds, 8 bytes) || SHA-256(token) -> used-at:
 	// sorted by expiry, so expired entries are pruned from the front.
 	usedStationTokensBucket = []byte("used_station_ott")
-	crlBucket           = []byte("x509_crl")
-	byGatewayBucket     = []byte("x509_certs_by_gateway")     // indexKey(gateway, serial) -> nil
-	byProvisionerBucket = []byte("x509_certs_by_provisioner") // indexKey(name, serial) -> nil
-	countersBucket      = []byte("ca_counters")
+	crlBucket               = []byte("x509_crl")
+	byGatewayBucket         = []byte("x509_certs_by_gateway")     // indexKey(gateway, serial) -> nil
+	byProvisionerBucket     = []byte("x509_certs_by_provisioner") // indexKey(name, serial) -> nil
+	countersBucket          = []byte("ca_counters")
 
 	allBuckets = [][]byte{
 		certsBucket, certDataBucket, revokedBucket, usedTokensBucket, usedStationTokensBucket, crlBucket,

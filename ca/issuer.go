@@ -2,9 +2,9 @@ package ca
 
 import (
 	"crypto/rand"
-	"encoding/binary"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"fmt"
 	"math/big"
 	"time"
