@@ -228,10 +228,10 @@ func (b *Builder) build(s int, number *big.Int, thisUpdate time.Time) error {
 		return fmt.Errorf("shard %s: CRL number %v does not follow %v", ShardName(s), number, sh.number)
 	}
 	b.mu.Lock()
-	add := slices.Clone(b.pending[s])
+	pending := b.pending[s]
 	b.mu.Unlock()
-	slices.SortStableFunc(add, cmpSerial)
-	list := merge(sh.list, add, sh.published)
+	// Revoked only appends: the first len(pending) entries stay as they are.
+	list := merge(sh.list, sortLatest(pending), sh.published)
 	der, err := b.sign(s, list, number, thisUpdate)
 	if err != nil {
 		return fmt.Errorf("shard %s: %w", ShardName(s), err)
@@ -239,7 +239,7 @@ func (b *Builder) build(s int, number *big.Int, thisUpdate time.Time) error {
 	sum := sha256.Sum256(der)
 	sh.list, sh.published, sh.number = list, thisUpdate.Unix(), number
 	b.mu.Lock()
-	b.pending[s] = slices.Clip(b.pending[s][len(add):])
+	b.pending[s] = slices.Clip(b.pending[s][len(pending):])
 	if len(b.pending[s]) == 0 {
 		b.pending[s] = nil
 	}

@@ -2,9 +2,11 @@ package crl
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -53,9 +55,36 @@ func validReason(code int) bool { return code >= 0 && code <= 10 && code != 7 }
 // big-endian, so byte order is numeric order.
 func cmpSerial(a, b entry) int { return bytes.Compare(a.serial[:], b.serial[:]) }
 
-// merge returns a new list of old (sorted, one entry per serial) and add
-// (sorted stably, in arrival order among equal serials). Where a serial
-// repeats, the latest record wins. Entries of old whose certificate expired
+// sortLatest returns add sorted by serial with one entry per serial, the
+// last in add's order. add is not modified.
+func sortLatest(add []entry) []entry {
+	type seqEntry struct {
+		entry
+		seq int
+	}
+	tmp := make([]seqEntry, len(add))
+	for i, e := range add {
+		tmp[i] = seqEntry{e, i}
+	}
+	slices.SortFunc(tmp, func(a, b seqEntry) int {
+		if c := cmpSerial(a.entry, b.entry); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	out := make([]entry, 0, len(tmp))
+	for _, e := range tmp {
+		if n := len(out); n > 0 && out[n-1].serial == e.serial {
+			out[n-1] = e.entry
+		} else {
+			out = append(out, e.entry)
+		}
+	}
+	return out
+}
+
+// merge returns a new list of old and add, both sorted with one entry per
+// serial. Where a serial is in both, add's record wins. Entries of old whose certificate expired
 // before cutoff, the thisUpdate of the CRL that listed old, go: a CRL issued
 // after their expiry has listed them. Entries of add stay for at least one
 // CRL, however old their certificate.
