@@ -86,7 +86,7 @@ func New(ctx context.Context, cfg Config, src Source) (*Builder, error) {
 		e, err := newEntry(r, now)
 		if err != nil {
 			if skipped++; skipped <= 10 {
-				b.log.Error("crl: skip revocation record", "serial", r.Serial, "err", err)
+				b.log.Error("skip revocation record", "serial", r.Serial, "err", err)
 			}
 			return nil
 		}
@@ -98,7 +98,7 @@ func New(ctx context.Context, cfg Config, src Source) (*Builder, error) {
 		return nil, fmt.Errorf("load revocations: %w", err)
 	}
 	if skipped > 0 {
-		b.log.Error("crl: revocation records skipped", "count", skipped)
+		b.log.Error("revocation records skipped", "count", skipped)
 	}
 	if _, err := b.rebuild(ctx, b.all(), "start"); err != nil {
 		return nil, fmt.Errorf("build CRLs: %w", err)
@@ -113,7 +113,7 @@ func New(ctx context.Context, cfg Config, src Source) (*Builder, error) {
 func (b *Builder) Revoked(r Revoked) {
 	e, err := newEntry(r, b.cfg.Clock())
 	if err != nil {
-		b.log.Error("crl: ignore revocation", "serial", r.Serial, "err", err)
+		b.log.Error("ignore revocation", "serial", r.Serial, "err", err)
 		return
 	}
 	s := Shard(r.Serial, b.cfg.Shards)

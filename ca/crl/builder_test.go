@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
@@ -290,8 +291,10 @@ func TestRevokedTwice(t *testing.T) {
 	ca := newTestCA(t, t0)
 	ctx := context.Background()
 	var logs logBuffer
+	now := t0.Add(time.Minute)
 	cfg := ca.config(2)
 	cfg.Logger = logs.logger()
+	cfg.Clock = fixedClock(&now)
 	b, err := New(ctx, cfg, newMemSource(
 		Revoked{Serial: big.NewInt(10), RevokedAt: t0, Reason: 4},
 		Revoked{Serial: big.NewInt(10), RevokedAt: t0, Reason: 5},
@@ -306,11 +309,12 @@ func TestRevokedTwice(t *testing.T) {
 	b.Revoked(Revoked{Serial: big.NewInt(-16), RevokedAt: t0})
 	b.Revoked(Revoked{Serial: new(big.Int).Lsh(big.NewInt(1), 160), RevokedAt: t0})
 	b.Revoked(Revoked{})
+	b.Revoked(Revoked{Serial: big.NewInt(18)}) // no revocation time: the clock's
 	if _, err := b.rebuild(ctx, b.takeDirty(), "test"); err != nil {
 		t.Fatal(err)
 	}
 	l := parse(t, b.CRL(0), ca.inter)
-	want := map[int64]int{10: 5, 12: 3, 14: 0, 16: 0}
+	want := map[int64]int{10: 5, 12: 3, 14: 0, 16: 0, 18: 0}
 	if len(l.RevokedCertificateEntries) != len(want) {
 		t.Errorf("CRL lists %d entries; want %d", len(l.RevokedCertificateEntries), len(want))
 	}
@@ -327,8 +331,18 @@ func TestRevokedTwice(t *testing.T) {
 	if e := listed(l, big.NewInt(12)); e != nil && !e.RevocationTime.Equal(t0.Add(time.Second)) {
 		t.Errorf("serial 12: revoked at %v; want the later record's %v", e.RevocationTime, t0.Add(time.Second))
 	}
+	if e := listed(l, big.NewInt(18)); e != nil && !e.RevocationTime.Equal(now) {
+		t.Errorf("serial 18 without a revocation time: revoked at %v; want the clock's %v", e.RevocationTime, now)
+	}
 	if n := strings.Count(logs.String(), "ignore revocation"); n != 3 {
 		t.Errorf("logged %d ignored revocations; want 3 (negative, too long, nil):\n%s", n, logs.String())
+	}
+}
+
+// TestEntrySize keeps the promise of doc.go: 40 bytes a revoked certificate.
+func TestEntrySize(t *testing.T) {
+	if got := unsafe.Sizeof(entry{}); got != 40 {
+		t.Errorf("entry takes %d bytes; want 40", got)
 	}
 }
 

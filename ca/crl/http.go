@@ -51,6 +51,6 @@ func (b *Builder) warnStale(s int, c *signed, now time.Time) {
 	if now.Unix()-last < int64(staleWarnEvery/time.Second) || !b.staleWarn.CompareAndSwap(last, now.Unix()) {
 		return
 	}
-	b.log.Error("crl: serving a CRL past its nextUpdate; relying parties will reject it",
+	b.log.Error("serving a CRL past its nextUpdate; relying parties will reject it",
 		"shard", ShardName(s), "next_update", c.nextUpdate, "crl_number", c.number)
 }

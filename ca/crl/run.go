@@ -27,26 +27,27 @@ func (b *Builder) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	armed := false // timer will fire
-	failures := 0  // consecutive failed rebuilds
-	trigger := "revocation"
+	armed := false           // timer will fire
+	timerFor := "revocation" // why it was armed: revocation or retry
+	failures := 0            // consecutive failed rebuilds
 	for {
 		var fire <-chan time.Time
 		if armed {
 			fire = timer.C
 		}
 		var shards []int
+		var trigger string
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-b.wake:
 			if !armed {
 				timer.Reset(b.cfg.Coalesce)
-				armed, trigger = true, "revocation"
+				armed, timerFor = true, "revocation"
 			}
 			continue
 		case <-fire:
-			armed = false
+			armed, trigger = false, timerFor
 			if shards = b.takeDirty(); len(shards) == 0 {
 				continue
 			}
@@ -71,9 +72,8 @@ func (b *Builder) Run(ctx context.Context) error {
 		b.mu.Unlock()
 		if !armed {
 			timer.Reset(delay)
-			armed = true
+			armed, timerFor = true, "retry"
 		}
-		trigger = "retry"
 		b.logFailure(err, failed, delay)
 	}
 }
@@ -92,10 +92,9 @@ func (b *Builder) logFailure(err error, failed []int, retry time.Duration) {
 			expiring++
 		}
 	}
-	b.log.Error("crl: rebuild failed; serving the previous CRLs", "err", err,
-		"shards", len(failed), "retry_in", retry)
+	b.log.Error("rebuild CRLs", "err", err, "shards", len(failed), "serving", "previous CRLs", "retry_in", retry)
 	if expired+expiring > 0 {
-		b.log.Error("crl: CRLs past their nextUpdate: relying parties will reject them until a rebuild succeeds",
+		b.log.Error("CRLs past their nextUpdate: relying parties reject them until a rebuild succeeds",
 			"expired", expired, "expiring_before_retry", expiring)
 	}
 }

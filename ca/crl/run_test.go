@@ -163,7 +163,7 @@ func TestRetryAfterFailure(t *testing.T) {
 		if listed(l, sn) == nil || l.Number.Int64() != 2 {
 			t.Errorf("after the store recovered: listed %v, CRL number %v; want listed, 2", listed(l, sn) != nil, l.Number)
 		}
-		if n := strings.Count(logs.String(), "rebuild failed"); n != 3 {
+		if n := strings.Count(logs.String(), "msg=\"rebuild CRLs\""); n != 3 {
 			t.Errorf("logged %d failed rebuilds; want 3:\n%s", n, logs.String())
 		}
 		if got := metricValue(t, reg, "gwpki_crl_rebuilds_total", "trigger=retry", "result=error"); got != 2 {
@@ -197,7 +197,7 @@ func TestStaleCRLIsLoud(t *testing.T) {
 		run(t, b)
 		src.setFailing(-1)
 		time.Sleep(time.Hour + time.Second)
-		if !strings.Contains(logs.String(), "rebuild failed") || strings.Contains(logs.String(), "past their nextUpdate") {
+		if !strings.Contains(logs.String(), "msg=\"rebuild CRLs\"") || strings.Contains(logs.String(), "past their nextUpdate") {
 			t.Errorf("an hour in, log:\n%s\nwant a failed rebuild, no CRL past its nextUpdate yet", logs.String())
 		}
 		time.Sleep(time.Hour)
