@@ -75,14 +75,10 @@ func New(ctx context.Context, cfg Config, src Source) (*Builder, error) {
 		dirty:   make([]bool, cfg.Shards),
 		wake:    make(chan struct{}, 1),
 	}
-	m, err := newMetrics(cfg.Registerer, b)
-	if err != nil {
-		return nil, err
-	}
-	b.metrics = m
+	b.metrics = newMetrics(b)
 	now := cfg.Clock()
 	skipped := 0
-	err = src.Revocations(ctx, func(r Revoked) error {
+	err := src.Revocations(ctx, func(r Revoked) error {
 		e, err := newEntry(r, now)
 		if err != nil {
 			if skipped++; skipped <= 10 {
@@ -103,12 +99,15 @@ func New(ctx context.Context, cfg Config, src Source) (*Builder, error) {
 	if _, err := b.rebuild(ctx, b.all(), "start"); err != nil {
 		return nil, fmt.Errorf("build CRLs: %w", err)
 	}
+	if err := b.metrics.register(cfg.Registerer); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
-// Revoked adds a revocation to its shard, to be listed once the shard is
-// rebuilt, [Config.Coalesce] after the first revocation since the last
-// rebuild. It never waits for a build and is safe for concurrent use; the
+// Revoked adds a revocation to its shard, to be listed once [Builder.Run]
+// rebuilds the shard, [Config.Coalesce] after the first revocation since the
+// last rebuild. It never waits for a build and is safe for concurrent use; the
 // builder keeps no reference to r.Serial.
 func (b *Builder) Revoked(r Revoked) {
 	e, err := newEntry(r, b.cfg.Clock())

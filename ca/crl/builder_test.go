@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
@@ -390,5 +391,29 @@ func TestNewFailsWithTheStore(t *testing.T) {
 	src.setFailing(1)
 	if _, err := New(context.Background(), ca.config(4), src); !errors.Is(err, errStore) {
 		t.Errorf("New with a failing NextCRLNumbers: %v; want %v", err, errStore)
+	}
+}
+
+// TestMetricsRegistered: a failed New leaves the registry alone, and a second
+// builder on one registry is refused.
+func TestMetricsRegistered(t *testing.T) {
+	ca := newTestCA(t, t0)
+	reg := prometheus.NewRegistry()
+	cfg := ca.config(2)
+	cfg.Registerer = reg
+	if _, err := New(context.Background(), cfg, failingSource{newMemSource()}); err == nil {
+		t.Fatal("New with a failing source succeeded")
+	}
+	if _, err := New(context.Background(), cfg, newMemSource(Revoked{Serial: big.NewInt(3)})); err != nil {
+		t.Fatalf("New after a failed New on the same registry: %v", err)
+	}
+	if got := metricValue(t, reg, "gwpki_crl_rebuilds_total", "trigger=start", "result=ok"); got != 2 {
+		t.Errorf("rebuilds_total{start,ok} = %v; want 2", got)
+	}
+	if got := metricValue(t, reg, "gwpki_crl_entries"); got != 1 {
+		t.Errorf("crl_entries = %v; want 1", got)
+	}
+	if _, err := New(context.Background(), cfg, newMemSource()); err == nil {
+		t.Error("a second builder registered its metrics on the same registry")
 	}
 }

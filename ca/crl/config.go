@@ -50,8 +50,9 @@ type Config struct {
 	Coalesce time.Duration
 	// Logger receives rebuild failures (default slog.Default()).
 	Logger *slog.Logger
-	// Clock gives thisUpdate and revocation times that the source left zero
-	// (default time.Now). Scheduling uses the time package's timers.
+	// Clock gives thisUpdate, the revocation time of records that have none,
+	// and the present for cache headers (default time.Now). Scheduling uses
+	// the time package's timers.
 	Clock func() time.Time
 	// Registerer, if set, receives the builder's metrics.
 	Registerer prometheus.Registerer

@@ -28,5 +28,5 @@
 // Files: shard.go (shard arithmetic and names), source.go (what the store
 // provides), config.go, entry.go (compact entries, merging), idp.go (the
 // issuing distribution point), builder.go (loading and building), run.go
-// (scheduling, coalescing, retries), http.go, metrics.go.
+// (scheduling, coalescing, retries), http.go, metrics.go, errors.go.
 package crl

@@ -11,10 +11,12 @@ import (
 type metrics struct {
 	rebuilds *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	entries  prometheus.GaugeFunc
+	expired  prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer, b *Builder) (*metrics, error) {
-	m := &metrics{
+func newMetrics(b *Builder) *metrics {
+	return &metrics{
 		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gwpki_crl_rebuilds_total",
 			Help: "Shard CRLs rebuilt, by trigger (start, revocation, schedule, retry) and result.",
@@ -24,40 +26,44 @@ func newMetrics(reg prometheus.Registerer, b *Builder) (*metrics, error) {
 			Help:    "Time to rebuild a batch of shard CRLs, CRL number reservation included, by trigger.",
 			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"trigger"}),
+		entries: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gwpki_crl_entries",
+			Help: "Revoked certificates listed on the CRLs being served, all shards together.",
+		}, func() float64 {
+			n := 0
+			for i := range b.shards {
+				if c := b.shards[i].cur.Load(); c != nil {
+					n += c.entries
+				}
+			}
+			return float64(n)
+		}),
+		expired: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "gwpki_crl_expired_shards",
+			Help: "Shards whose CRL being served is past its nextUpdate (should be 0).",
+		}, func() float64 {
+			now, n := b.cfg.Clock(), 0
+			for i := range b.shards {
+				if c := b.shards[i].cur.Load(); c != nil && !now.Before(c.nextUpdate) {
+					n++
+				}
+			}
+			return float64(n)
+		}),
 	}
+}
+
+// register hands the metrics to reg, if there is one.
+func (m *metrics) register(reg prometheus.Registerer) error {
 	if reg == nil {
-		return m, nil
+		return nil
 	}
-	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "gwpki_crl_entries",
-		Help: "Revoked certificates listed on the CRLs being served, all shards together.",
-	}, func() float64 {
-		n := 0
-		for i := range b.shards {
-			if c := b.shards[i].cur.Load(); c != nil {
-				n += c.entries
-			}
-		}
-		return float64(n)
-	})
-	expired := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "gwpki_crl_expired_shards",
-		Help: "Shards whose CRL being served is past its nextUpdate (should be 0).",
-	}, func() float64 {
-		now, n := b.cfg.Clock(), 0
-		for i := range b.shards {
-			if c := b.shards[i].cur.Load(); c != nil && !now.Before(c.nextUpdate) {
-				n++
-			}
-		}
-		return float64(n)
-	})
-	for _, c := range []prometheus.Collector{m.rebuilds, m.duration, entries, expired} {
+	for _, c := range []prometheus.Collector{m.rebuilds, m.duration, m.entries, m.expired} {
 		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register CRL metrics: %w", err)
+			return fmt.Errorf("register CRL metrics: %w", err)
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // observe records a batch rebuild of shards, failed of which failed.
