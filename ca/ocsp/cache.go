@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash/maphash"
-	"math/big"
-	"math/bits"
 	"net/http"
 	"strconv"
 	"sync"
@@ -105,25 +103,18 @@ func newCache(maxEntries int) *cache {
 	return c
 }
 
-// maxKey bounds a cache key: algorithm, sign and a serial of up to 64
+// maxKey bounds a cache key: the algorithm and a serial of up to 64
 // bytes. RFC 5280 serials have at most 20; longer ones are never cached.
-const maxKey = 2 + 64
+const maxKey = 1 + 64
 
-// appendKey appends the cache key of (algorithm index, serial) to b, or
-// returns nil when the serial is too long to be one of ours.
-func appendKey(b []byte, alg int, serial *big.Int) []byte {
-	words := serial.Bits()
-	if len(words)*(bits.UintSize/8) > maxKey-2 {
+// appendKey appends the cache key of (algorithm index, serial) to b, where
+// serial is the content of the serial's DER INTEGER, or returns nil when
+// the serial is too long to be one of ours.
+func appendKey(b []byte, alg int, serial []byte) []byte {
+	if len(serial) > maxKey-1 {
 		return nil
 	}
-	b = append(b, byte(alg), byte(serial.Sign()+1))
-	for i := len(words) - 1; i >= 0; i-- {
-		w := uint64(words[i])
-		for s := bits.UintSize - 8; s >= 0; s -= 8 {
-			b = append(b, byte(w>>s))
-		}
-	}
-	return b
+	return append(append(b, byte(alg)), serial...)
 }
 
 func (c *cache) shard(key []byte) *shard {

@@ -28,6 +28,7 @@ var errorResponses = [numOutcomes][]byte{
 // buffers hold one request while it is decoded; they are pooled so that a
 // request allocates none.
 type buffers struct {
+	req  certRequest
 	text [MaxPath]byte
 	der  [MaxPath * 3 / 4]byte // room for any path that fits in text
 }
@@ -72,13 +73,12 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.writeError(w, outMalformed)
 		return
 	}
-	parsed, err := xocsp.ParseRequest(der)
-	if err != nil {
+	if !parseRequest(der, &buf.req) {
 		r.writeError(w, outMalformed)
 		return
 	}
 	now := r.now()
-	e, o := r.answer(req.Context(), parsed, now)
+	e, o := r.answer(req.Context(), &buf.req, now)
 	if e == nil {
 		r.writeError(w, o)
 		return

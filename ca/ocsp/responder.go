@@ -182,13 +182,13 @@ func issuerIDs(issuer *x509.Certificate) (ids [len(algs)]certID, err error) {
 	return ids, nil
 }
 
-// alg returns the index in algs of req's CertID if it names this issuer,
-// else -1.
-func (r *Responder) alg(req *xocsp.Request) int {
+// alg returns the index in algs of the request's CertID if it names this
+// issuer, else -1.
+func (r *Responder) alg(req *certRequest) int {
 	for i, h := range algs {
-		if h == req.HashAlgorithm {
+		if h == req.hash {
 			id := &r.ids[i]
-			if string(id.nameHash) == string(req.IssuerNameHash) && string(id.keyHash) == string(req.IssuerKeyHash) {
+			if string(id.nameHash) == string(req.nameHash) && string(id.keyHash) == string(req.keyHash) {
 				return i
 			}
 			return -1
@@ -199,19 +199,19 @@ func (r *Responder) alg(req *xocsp.Request) int {
 
 // answer returns the response to serve for req at now, or nil and the
 // error status to send instead.
-func (r *Responder) answer(ctx context.Context, req *xocsp.Request, now time.Time) (*entry, outcome) {
+func (r *Responder) answer(ctx context.Context, req *certRequest, now time.Time) (*entry, outcome) {
 	alg := r.alg(req)
 	if alg < 0 {
 		return nil, outUnauthorized
 	}
 	var kb [maxKey]byte
-	key := appendKey(kb[:0], alg, req.SerialNumber)
+	key := appendKey(kb[:0], alg, req.serial)
 	if key == nil { // longer than any serial this CA issues
-		return r.unknownAnswer(alg, req.SerialNumber, now)
+		return r.unknownAnswer(alg, serialInt(req.serial), now)
 	}
 	e := r.cache.get(key)
 	if !e.usable(now) {
-		return r.renew(ctx, alg, req.SerialNumber, key, e, now)
+		return r.renew(ctx, alg, serialInt(req.serial), key, e, now)
 	}
 	if now.Before(e.refreshAt) || !e.refreshing.CompareAndSwap(false, true) {
 		return e, statusOutcome(e.st.Status)
@@ -219,7 +219,7 @@ func (r *Responder) answer(ctx context.Context, req *xocsp.Request, now time.Tim
 	// The first use past half its validity re-signs it; should that fail,
 	// the current response still serves until its nextUpdate.
 	defer e.refreshing.Store(false)
-	if ne, o := r.renew(ctx, alg, req.SerialNumber, key, e, now); ne != nil {
+	if ne, o := r.renew(ctx, alg, serialInt(req.serial), key, e, now); ne != nil {
 		return ne, o
 	}
 	return e, statusOutcome(e.st.Status)
@@ -365,9 +365,10 @@ func (r *Responder) Revoked(serial *big.Int, at time.Time, reason int) {
 	}
 	st := normalize(Entry{Status: Revoked, RevokedAt: at, Reason: reason})
 	r.epoch.Add(1)
+	sb := serialBytes(serial)
 	for alg := range algs {
 		var kb [maxKey]byte
-		key := appendKey(kb[:0], alg, serial)
+		key := appendKey(kb[:0], alg, sb)
 		if key == nil {
 			return // never cached: the Source answers for it
 		}
