@@ -17,9 +17,11 @@
 //     its nextUpdate; a miss asks the Source, signs and caches. Revoked
 //     replaces the cached responses before it returns, and a lookup that
 //     read "good" before the revocation cannot cache over it.
-//   - http.go is the HTTP face (GET and POST, cache headers, 304), and
-//     limits.go the request size limits and the global limit on Unknown
-//     answers, past which clients are told tryLater.
+//   - http.go is the HTTP face (GET and POST, cache headers, 304);
+//     request.go reads the request, the usual one-CertID shape without
+//     allocating and anything else with x/crypto/ocsp; limits.go has the
+//     size limits and the global limit on Unknown answers, past which
+//     clients are told tryLater.
 //
 // Mounting: serve [Responder] at /ocsp and /ocsp/*, on a router that does
 // not clean paths (chi does not; net/http's ServeMux redirects a path with

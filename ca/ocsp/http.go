@@ -45,8 +45,10 @@ type buffers struct {
 // 304. Error answers carry Cache-Control: no-store. Outside OCSP: 405 for
 // other methods, 413 for a body over [MaxRequest] bytes, 414 for a path
 // over [MaxPath]. A request for several certificates is answered for the
-// first; a signed request is refused as malformed; request nonces are
-// ignored (responses are pre-signed, RFC 5019).
+// first (as x/crypto/ocsp reads it; RFC 5019 clients send one); a signed
+// request, or a CertID hashed with other than SHA-1, SHA-256, SHA-384 or
+// SHA-512, is refused as malformed; request nonces are ignored (responses
+// are pre-signed, RFC 5019).
 func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	buf := r.bufs.Get().(*buffers)
 	defer r.bufs.Put(buf)

@@ -42,8 +42,11 @@ type Config struct {
 	// response is re-signed on its first use past half its validity.
 	// Unknown answers are valid for at most a minute.
 	Validity time.Duration
-	// MaxCacheEntries bounds the cached responses (default 1<<20; each
-	// takes about 1.3 KiB). Beyond it, random entries are evicted.
+	// MaxCacheEntries bounds the cached responses (default 1<<20). Each
+	// takes about 1.2 KiB (an 800-byte response with the responder
+	// certificate, its headers, the key); only serials asked about within
+	// the last Validity are held, and beyond the bound random entries are
+	// evicted.
 	MaxCacheEntries int
 	// UnknownPerSecond and UnknownBurst limit, across all clients, how
 	// many Unknown answers are signed (default 100 a second, burst twice
