@@ -29,6 +29,9 @@ import (
 	kmsapi "go.step.sm/crypto/kms/apiv1"
 	"go.step.sm/crypto/pemutil"
 
+	"github.com/gwpki/gwpki/ca/crl"
+	"github.com/gwpki/gwpki/ca/ocsp"
+	"github.com/gwpki/gwpki/internal/events"
 	"github.com/gwpki/gwpki/internal/store"
 )
 
@@ -53,6 +56,10 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger gets reload and renewal messages (default slog.Default()).
 	Logger *slog.Logger
+	// Revocations is the topic revocations are published on (default: a
+	// topic of the authority's own); the OCSP cache and the CRL builder
+	// subscribe to it, and so may others.
+	Revocations *events.Topic[Revocation]
 }
 
 // state is what one build from the data directory produced; it is swapped
@@ -84,6 +91,10 @@ type Authority struct {
 
 	serverCert *serverCert
 	refusals   *refusalLimiter
+
+	revocations *events.Topic[Revocation]
+	ocsp        *ocsp.Responder
+	crls        *crl.Builder
 	closeKM    func() error
 }
 
@@ -138,6 +149,10 @@ func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authori
 		return nil, fmt.Errorf("create signer: %w", err)
 	}
 	if a.issuer, err = newIssuer(soft, strings.TrimRight(httpURL, "/"), cfg.CRLShards); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := a.openRevocation(ctx, signer, strings.TrimRight(httpURL, "/")); err != nil {
 		a.Close()
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gwpki/gwpki/internal/events"
 	"github.com/gwpki/gwpki/internal/store"
 )
 
@@ -35,10 +36,11 @@ var (
 	byGatewayBucket         = []byte("x509_certs_by_gateway")     // indexKey(gateway, serial) -> nil
 	byProvisionerBucket     = []byte("x509_certs_by_provisioner") // indexKey(name, serial) -> nil
 	countersBucket          = []byte("ca_counters")
+	crlNumbersBucket        = []byte("crl_numbers") // shard (uint32) -> last CRL number (uint64)
 
 	allBuckets = [][]byte{
 		certsBucket, certDataBucket, revokedBucket, usedTokensBucket, usedStationTokensBucket, crlBucket,
-		byGatewayBucket, byProvisionerBucket, countersBucket,
+		byGatewayBucket, byProvisionerBucket, countersBucket, crlNumbersBucket,
 	}
 
 	crlKey          = []byte("crl")
@@ -69,7 +71,8 @@ var (
 // what it wrote is fsynced, and each method's writes are all-or-nothing.
 // A DB is safe for concurrent use.
 type DB struct {
-	s *store.DB
+	s           *store.DB
+	revocations *events.Topic[Revocation] // nil: revocations publish nothing
 }
 
 // CertRecord is what the store knows about one issued certificate.
@@ -158,38 +161,36 @@ func (d *DB) Revoke(rci *db.RevokedCertificateInfo) error {
 	if rci.Serial == "" {
 		return fmt.Errorf("revoke certificate: %w", errEmptySerial)
 	}
-	key := []byte(rci.Serial)
-	var already bool
+	ev := Revocation{Actor: "step-ca", Detail: map[string]string{}}
+	switch {
+	case rci.MTLS:
+		ev.Detail["via"] = "mTLS"
+	case rci.ProvisionerID != "":
+		ev.Detail["provisioner"] = rci.ProvisionerID
+	}
+	if rci.Reason != "" {
+		ev.Detail["reason_text"] = rci.Reason
+	}
+	var revoked bool
 	err := d.update(func(tx *bolt.Tx) error {
-		already = false
-		b := tx.Bucket(revokedBucket)
-		if b.Get(key) != nil {
-			// Not an error inside the batch: that would make the committer
-			// re-run everyone else's updates.
-			already = true
-			return nil
-		}
+		ev.Certificates = ev.Certificates[:0]
 		info := *rci
-		if info.ExpiresAt.IsZero() {
-			if data, err := getCertData(tx, rci.Serial); err == nil {
-				info.ExpiresAt = data.NotAfter
-			}
+		rc, ok, err := revokeInTx(tx, &info)
+		// Already revoked is not an error inside the batch: that would make
+		// the committer re-run everyone else's updates.
+		revoked = ok
+		if ok && rc.Serial != nil {
+			ev.Certificates = append(ev.Certificates, rc)
 		}
-		v, err := json.Marshal(&info)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(key, v); err != nil {
-			return err
-		}
-		return addCounter(tx, revokedCounter, 1)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("revoke certificate %s: %w", rci.Serial, err)
 	}
-	if already {
+	if !revoked {
 		return db.ErrAlreadyExists
 	}
+	d.publish(ev)
 	return nil
 }
 

@@ -30,3 +30,11 @@ var ErrNotRevoked error = notFoundError("certificate not revoked")
 // It also matches nosql's database.ErrNotFound, which step-ca's CRL
 // generator tests for to build the first CRL.
 var ErrCRLNotFound error = notFoundError("crl not found")
+
+// ErrGatewayNotFound is returned by [DB.RevokeGateway] when no certificate
+// of that gateway serial is stored.
+var ErrGatewayNotFound = errors.New("no certificate of that gateway")
+
+// ErrAlreadyRevoked is returned by [DB.RevokeCertificate] for a certificate
+// revoked before; the first revocation stands.
+var ErrAlreadyRevoked = errors.New("certificate already revoked")

@@ -7,10 +7,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 
 	casapi "github.com/smallstep/certificates/cas/apiv1"
 	"github.com/smallstep/certificates/cas/softcas"
+
+	"github.com/gwpki/gwpki/ca/crl"
 )
 
 // issuer is step-ca's software CA service with gwpki's rules on top: no
@@ -70,6 +73,12 @@ func (i *issuer) RenewCertificate(req *casapi.RenewCertificateRequest) (*casapi.
 		req.Lifetime = left
 	}
 	if req.Template != nil {
+		// step-ca copies every extension of the old certificate, and an
+		// extension given that way wins over the template's fields: drop the
+		// old certificate's revocation URLs, which name its own CRL shard.
+		req.Template.ExtraExtensions = slices.DeleteFunc(req.Template.ExtraExtensions, func(e pkix.Extension) bool {
+			return GatewaySerial(req.Template) != "" && (e.Id.Equal(oidExtCRLDP) || e.Id.Equal(oidExtAIA))
+		})
 		if err := i.stampGateway(req.Template); err != nil {
 			return nil, err
 		}
@@ -98,8 +107,7 @@ func (i *issuer) stampGateway(tpl *x509.Certificate) error {
 // CRLShard names the CRL that lists serial if it is revoked: serials are
 // spread over shards by their value modulo the shard count.
 func CRLShard(serial *big.Int, shards int) string {
-	n := new(big.Int).Mod(serial, big.NewInt(int64(shards)))
-	return fmt.Sprintf("%04x", n.Int64())
+	return crl.ShardName(crl.Shard(serial, shards))
 }
 
 // randomSerial returns a positive 128-bit serial number: the current time

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"go/build"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,6 +56,7 @@ func TestScripts(t *testing.T) {
 			"httpget":   cmdHTTPGet,
 			"mode":      cmdMode,
 			"tlscert":   cmdTLSCert,
+			"fetchcrl":  cmdFetchCRL,
 		},
 	})
 }
@@ -97,11 +101,67 @@ func cmdSignal(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // setenv NAME: set NAME to the previous command's standard output, trimmed.
+// setenv NAME [REGEXP]: set NAME to the last command's stdout, trimmed, or
+// to the first group REGEXP matches in it.
 func cmdSetenvStdout(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: setenv NAME")
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: setenv NAME [REGEXP]")
 	}
-	ts.Setenv(args[0], strings.TrimSpace(ts.ReadFile("stdout")))
+	out := strings.TrimSpace(ts.ReadFile("stdout"))
+	if len(args) == 2 {
+		m := regexp.MustCompile(args[1]).FindStringSubmatch(out)
+		if len(m) < 2 {
+			ts.Fatalf("setenv %s: %q has no group matching %s", args[0], out, args[1])
+		}
+		out = m[1]
+	}
+	ts.Setenv(args[0], out)
+}
+
+// fetchcrl [-listed] CERT FILE: download the CRL that CERT's distribution
+// point names into FILE (DER). With -listed, wait up to ten seconds until
+// that CRL lists CERT's serial.
+func cmdFetchCRL(ts *testscript.TestScript, neg bool, args []string) {
+	listed := len(args) == 3 && args[0] == "-listed"
+	if listed {
+		args = args[1:]
+	}
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: fetchcrl [-listed] CERT FILE")
+	}
+	block, _ := pem.Decode([]byte(ts.ReadFile(args[0])))
+	if block == nil {
+		ts.Fatalf("%s: no PEM certificate", args[0])
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	ts.Check(err)
+	if len(cert.CRLDistributionPoints) != 1 {
+		ts.Fatalf("%s: %d CRL distribution points; want 1", args[0], len(cert.CRLDistributionPoints))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(cert.CRLDistributionPoints[0])
+		ts.Check(err)
+		der, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ts.Check(err)
+		if resp.StatusCode != http.StatusOK {
+			ts.Fatalf("GET %s: status %d", cert.CRLDistributionPoints[0], resp.StatusCode)
+		}
+		crl, err := x509.ParseRevocationList(der)
+		ts.Check(err)
+		found := slices.ContainsFunc(crl.RevokedCertificateEntries, func(e x509.RevocationListEntry) bool {
+			return e.SerialNumber.Cmp(cert.SerialNumber) == 0
+		})
+		if !listed || found {
+			ts.Check(os.WriteFile(ts.MkAbs(args[1]), der, 0o644))
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s: serial %X not listed after 10s", cert.CRLDistributionPoints[0], cert.SerialNumber)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // httpget URL: GET a plain-HTTP URL; prints "status N" and the body.

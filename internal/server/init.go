@@ -83,6 +83,7 @@ func printBanner(w io.Writer, dir, apiURL, httpURL string) {
 	l := ca.Layout{Dir: dir}
 	fmt.Fprintf(w, "gwpki is serving the CA in %s\n", dir)
 	fmt.Fprintf(w, "  API (step-ca and /v1)   %s   (TLS 1.2+, root %s)\n", apiURL, l.RootCert())
+	fmt.Fprintf(w, "  OCSP and CRLs           %s/ocsp  %s/crl/<shard>.crl\n", httpURL, httpURL)
 	fmt.Fprintf(w, "  health and metrics      %s/healthz  %s/metrics\n", httpURL, httpURL)
 	fmt.Fprintf(w, "next:\n")
 	fmt.Fprintf(w, "  gwpki station add line1 --dir %s --out station.json --jwk line1.jwk\n", dir)

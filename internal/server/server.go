@@ -126,6 +126,7 @@ func Run(ctx context.Context, opts Options) error {
 
 	api := chi.NewRouter()
 	accounts.Routes(api)
+	auth.RevocationRoutes(api, actor, accounts.RequireRole(claim.RoleOperator))
 	auth.Routes(api)
 	apiSrv := &http.Server{
 		Handler:           api,
@@ -148,6 +149,11 @@ func Run(ctx context.Context, opts Options) error {
 
 	go auth.WatchStations(ctx, 500*time.Millisecond)
 	go auth.PruneUsedTokens(ctx, time.Minute)
+	go func() {
+		if err := auth.RunRevocation(ctx); err != nil && ctx.Err() == nil {
+			log.Error("revocation status service stopped", "err", err)
+		}
+	}()
 
 	errc := make(chan error, 2)
 	// Past maxConns, new connections wait in the kernel's backlog instead of
@@ -208,7 +214,16 @@ func plainRoutes(auth *ca.Authority, reg *prometheus.Registry) http.Handler {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	auth.RevocationStatusRoutes(r)
 	return r
+}
+
+// actor names the authenticated user of r for the audit log.
+func actor(r *http.Request) string {
+	if u, ok := claim.UserFromContext(r.Context()); ok {
+		return "user:" + u.Username
+	}
+	return "unknown"
 }
 
 func serveErr(err error) error {
