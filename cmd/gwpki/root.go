@@ -38,6 +38,7 @@ func newRootCommand() *cobra.Command {
 		newLoginCommand(),
 		newUserCommand(),
 		newDBCommand(),
+		newAuditCommand(),
 		newRevokeCommand(),
 	)
 	return root
