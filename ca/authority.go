@@ -95,7 +95,7 @@ type Authority struct {
 	revocations *events.Topic[Revocation]
 	ocsp        *ocsp.Responder
 	crls        *crl.Builder
-	closeKM    func() error
+	closeKM     func() error
 }
 
 // Open builds the authority for the data directory dir on the store st.
