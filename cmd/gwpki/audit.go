@@ -49,6 +49,11 @@ then says which --before shows the older entries.`,
 }
 
 func (o *auditOptions) run(cmd *cobra.Command) error {
+	// Checked here, not left to the server, because a --limit of 0 would
+	// otherwise quietly mean the default.
+	if l := o.query.Limit; cmd.Flags().Changed("limit") && (l < 1 || l > audit.MaxLimit) {
+		return withHint(fmt.Errorf("invalid --limit %d", l), fmt.Sprintf("use a number from 1 to %d", audit.MaxLimit))
+	}
 	c, err := apiclient.Load()
 	if err != nil {
 		return apiclientError("read audit log", err)

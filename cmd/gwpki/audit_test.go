@@ -163,10 +163,12 @@ func TestAuditCommandErrors(t *testing.T) {
 		}
 	}
 
-	loginAs(t, url, rootPath, "olga", "olga password")
-	stdout, stderr, failed := runGwpki(t, "", "audit", "--limit", "5000")
-	want := "gwpki: read audit log: invalid limit \"5000\"\nhint: use a number from 1 to 1000\n"
-	if !failed || stdout != "" || stderr != want {
-		t.Errorf("gwpki audit --limit 5000: failed=%v stdout %q stderr %q; want %q", failed, stdout, stderr, want)
+	// Checked before the server is asked: 0 would otherwise mean the default.
+	for _, limit := range []string{"0", "-1", "1001"} {
+		stdout, stderr, failed := runGwpki(t, "", "audit", "--limit", limit)
+		want := "gwpki: invalid --limit " + limit + "\nhint: use a number from 1 to 1000\n"
+		if !failed || stdout != "" || stderr != want {
+			t.Errorf("gwpki audit --limit %s: failed=%v stdout %q stderr %q; want %q", limit, failed, stdout, stderr, want)
+		}
 	}
 }
