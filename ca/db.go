@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/gwpki/gwpki/internal/audit"
 	"github.com/gwpki/gwpki/internal/events"
 	"github.com/gwpki/gwpki/internal/store"
 )
@@ -161,7 +162,7 @@ func (d *DB) Revoke(rci *db.RevokedCertificateInfo) error {
 	if rci.Serial == "" {
 		return fmt.Errorf("revoke certificate: %w", errEmptySerial)
 	}
-	ev := Revocation{Actor: "step-ca", Detail: map[string]string{}}
+	ev := Revocation{Actor: audit.ActorStepCA, Detail: map[string]string{}}
 	switch {
 	case rci.MTLS:
 		ev.Detail["via"] = "mTLS"

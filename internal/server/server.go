@@ -24,6 +24,7 @@ import (
 
 	"github.com/gwpki/gwpki/ca"
 	"github.com/gwpki/gwpki/claim"
+	"github.com/gwpki/gwpki/internal/audit"
 	"github.com/gwpki/gwpki/internal/httpapi"
 	"github.com/gwpki/gwpki/internal/store"
 )
@@ -119,6 +120,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	auditLog, err := audit.New(st, audit.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	auditRevocations(ctx, auth.Revocations(), auditLog, log)
 	tlsConfig, err := auth.TLSConfig(ctx)
 	if err != nil {
 		return err
@@ -127,6 +133,7 @@ func Run(ctx context.Context, opts Options) error {
 	api := chi.NewRouter()
 	accounts.Routes(api)
 	auth.RevocationRoutes(api, actor, accounts.RequireRole(claim.RoleOperator))
+	auditLog.Routes(api, accounts.RequireRole(claim.RoleOperator))
 	auth.Routes(api)
 	apiSrv := &http.Server{
 		Handler:           api,
@@ -221,7 +228,7 @@ func plainRoutes(auth *ca.Authority, reg *prometheus.Registry) http.Handler {
 // actor names the authenticated user of r for the audit log.
 func actor(r *http.Request) string {
 	if u, ok := claim.UserFromContext(r.Context()); ok {
-		return "user:" + u.Username
+		return audit.UserActor(u.Username)
 	}
 	return "unknown"
 }
