@@ -108,7 +108,7 @@ func (s *boltStore) list(ctx context.Context, q Query, maxScan int) (Page, error
 		var k, v []byte
 		if q.Before == 0 {
 			k, v = c.Last()
-		} else if k, v = c.Seek(seqKey(q.Before)); k == nil {
+		} else if k, _ = c.Seek(seqKey(q.Before)); k == nil {
 			// Before is past the newest entry: start from the newest.
 			k, v = c.Last()
 		} else {
