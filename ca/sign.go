@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/smallstep/certificates/api"
@@ -72,19 +73,20 @@ func (a *Authority) sign(w http.ResponseWriter, r *http.Request) {
 func writeSignResponse(w http.ResponseWriter, chain []*x509.Certificate, tlsOptions *config.TLSOptions) {
 	b := make([]byte, 0, 4096)
 	b = append(b, `{"crt":`...)
+	leaf := len(b)
 	b = appendPEMString(b, chain[0])
+	leafPEM := b[leaf:]
 	b = append(b, `,"ca":`...)
 	if len(chain) > 1 {
-		b = appendPEMString(b, chain[1])
+		b = appendCAPEMString(b, chain[1])
 	} else {
 		b = append(b, "null"...)
 	}
 	b = append(b, `,"certChain":[`...)
-	for i, c := range chain {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendPEMString(b, c)
+	b = append(b, leafPEM...)
+	for _, c := range chain[1:] {
+		b = append(b, ',')
+		b = appendCAPEMString(b, c)
 	}
 	b = append(b, ']')
 	if tlsOptions != nil {
@@ -112,6 +114,26 @@ func appendPEMString(b []byte, c *x509.Certificate) []byte {
 		}
 	}
 	return append(b, '"')
+}
+
+// lastCAPEM is the issuing CA's certificate as appendPEMString writes it,
+// kept because every answer carries it twice.
+var lastCAPEM atomic.Pointer[struct {
+	cert *x509.Certificate
+	json []byte
+}]
+
+func appendCAPEMString(b []byte, c *x509.Certificate) []byte {
+	if last := lastCAPEM.Load(); last != nil && last.cert == c {
+		return append(b, last.json...)
+	}
+	start := len(b)
+	b = appendPEMString(b, c)
+	lastCAPEM.Store(&struct {
+		cert *x509.Certificate
+		json []byte
+	}{c, slices.Clone(b[start:])})
+	return b
 }
 
 // stepSign is step-ca's api.Sign after the request is read.
