@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -66,6 +67,7 @@ type options struct {
 	workDir        string
 	keep           bool
 	cpuProfile     string
+	clientProfile  string
 }
 
 const (
@@ -92,6 +94,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.workDir, "workdir", "", "parent of the work directory (default: the system's temporary directory)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (CA material, index.txt, server logs)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "have gwpki serve write a CPU profile of its whole run here (GWPKI_CPUPROFILE)")
+	fs.StringVar(&o.clientProfile, "client-cpuprofile", "", "write CPU profiles of this client's timed runs to FILE.<server>")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./bench/ocsp [flags]\n\n")
 		fs.PrintDefaults()
@@ -338,7 +341,12 @@ func benchServer(ctx context.Context, srv *server, reqs [][]byte, n int, certs [
 	cpu0, cpuErr := srv.cpuTime()
 	self0 := selfCPUTime()
 	busy0, busyErr := machineBusyTime()
+	stopProfile, err := startClientProfile(o.clientProfile, srv.name)
+	if err != nil {
+		return nil, err
+	}
 	l := runLoad(ctx, conns, reqs, n, sample)
+	stopProfile()
 	cpu1, cpuErr1 := srv.cpuTime()
 	self1 := selfCPUTime()
 	busy1, busyErr1 := machineBusyTime()
@@ -373,6 +381,26 @@ func benchServer(ctx context.Context, srv *server, reqs [][]byte, n int, certs [
 	logf("%s: %.0f responses/s, p50 %s, p99 %s, server %.2f cores, client %.2f, others %.2f",
 		srv.name, res.RespPerSec, fmtMS(res.P50MS), fmtMS(res.P99MS), res.ServerCPUCores, res.ClientCPUCores, res.OtherCPUCores)
 	return res, nil
+}
+
+// startClientProfile starts a CPU profile of this program into
+// path.<server>, when path is set; stop ends it.
+func startClientProfile(path, server string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path + "." + server)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // readCert reads a PEM certificate file.
