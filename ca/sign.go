@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -96,7 +97,9 @@ func writeSignResponse(w http.ResponseWriter, chain []*x509.Certificate, tlsOpti
 		}
 	}
 	b = append(b, "}\n"...)
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusCreated)
 	_, _ = w.Write(b)
 }

@@ -229,12 +229,15 @@ func benchServer(ctx context.Context, srv *server, ca *caMaterial, o *options, l
 	}
 	warm, timed := jobs[:o.warmup], jobs[o.warmup:]
 
-	client := newClient(ca.rootPool, o.c)
-	defer client.CloseIdleConnections()
+	client, err := newClient(signURL, ca.rootPool, o.c)
+	if err != nil {
+		return nil, err
+	}
+	defer client.close()
 
 	if len(warm) > 0 {
 		logf("%s: warm-up, %d requests", srv.name, len(warm))
-		w := runLoad(ctx, client, signURL, warm, o.c)
+		w := runLoad(ctx, client, warm, o.c)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -249,7 +252,7 @@ func benchServer(ctx context.Context, srv *server, ca *caMaterial, o *options, l
 	cpu0, cpuErr := srv.cpuTime()
 	self0 := selfCPUTime()
 	busy0, busyErr := machineBusyTime()
-	l := runLoad(ctx, client, signURL, timed, o.c)
+	l := runLoad(ctx, client, timed, o.c)
 	cpu1, cpuErr1 := srv.cpuTime()
 	self1 := selfCPUTime()
 	busy1, busyErr1 := machineBusyTime()
