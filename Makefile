@@ -12,7 +12,7 @@ FUZZTIME ?= 20s
 STATICCHECK_VERSION := v0.8.2
 BENCHFLAGS ?=
 
-.PHONY: help build run test bench fuzz lint fmt-check
+.PHONY: help build run test bench bench-ocsp fuzz lint fmt-check
 
 help: ## show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -30,6 +30,9 @@ test: ## install missing test tools (step, openssl, softhsm2, mosquitto clients)
 bench: ## install stock step-ca if missing, then benchmark issuance: gwpki vs step-ca (BENCHFLAGS=...)
 	@scripts/install-bench-deps.sh
 	go run ./bench/issuance -stepca $(GOBIN)/step-ca $(BENCHFLAGS)
+
+bench-ocsp: ## benchmark OCSP answers: gwpki's /ocsp vs openssl ocsp (BENCHFLAGS=...)
+	go run ./bench/ocsp $(BENCHFLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME (default 20s) each
 	@scripts/fuzz.sh $(FUZZTIME)
