@@ -91,8 +91,11 @@ type report struct {
 	Flow        string    `json:"flow"`
 	Results     []*result `json:"results"`
 	// Ratio is gwpki's responses/s over openssl's, when both ran.
-	Ratio   float64  `json:"ratio_gwpki_over_openssl,omitempty"`
-	Targets []target `json:"targets,omitempty"`
+	Ratio float64 `json:"ratio_gwpki_over_openssl,omitempty"`
+	// CPURatio is openssl's server CPU time per answer over gwpki's: what
+	// the ratio would be with the client elsewhere and the CPU the limit.
+	CPURatio float64  `json:"cpu_per_response_ratio_openssl_over_gwpki,omitempty"`
+	Targets  []target `json:"targets,omitempty"`
 }
 
 type hostInfo struct {
@@ -142,6 +145,9 @@ func (r *report) finish() {
 	}
 	if g != nil && o != nil && o.RespPerSec > 0 {
 		r.Ratio = g.RespPerSec / o.RespPerSec
+		if g.ServerCPUPerRespUS > 0 {
+			r.CPURatio = o.ServerCPUPerRespUS / g.ServerCPUPerRespUS
+		}
 	}
 	if g == nil {
 		return
@@ -171,7 +177,8 @@ func (r *report) print(w io.Writer) {
 		"in the timed run; CPU/resp: server CPU time per answer; CPU columns: cores used during the timed run by the "+
 		"server, by this client, and by every other process (of %d)\n", r.Host.CPUs)
 	if r.Ratio > 0 {
-		fmt.Fprintf(w, "ratio gwpki/openssl: %.2fx\n", r.Ratio)
+		fmt.Fprintf(w, "ratio gwpki/openssl: %.2fx responses/s; server CPU per answer, openssl/gwpki: %.2fx\n",
+			r.Ratio, r.CPURatio)
 	}
 	for _, t := range r.Targets {
 		verdict := "met"
