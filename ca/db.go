@@ -232,9 +232,6 @@ func (d *DB) GetCertificateData(serial string) (*db.CertificateData, error) {
 	return &db.CertificateData{Provisioner: data.Provisioner, RaInfo: data.RaInfo}, nil
 }
 
-// errTokenUsed is UseToken's refusal inside the store batch.
-var errTokenUsed = errors.New("token already used")
-
 // UseToken marks the one-time token tok with identifier id as used. It
 // returns true the first time an id is used and false on every replay. Only
 // a SHA-256 of tok is kept.
@@ -252,12 +249,12 @@ func (d *DB) UseToken(id, tok string) (bool, error) {
 	err := d.s.Apply(context.Background(), func(tx *bolt.Tx) error {
 		b := tx.Bucket(usedTokensBucket)
 		if b.Get(key) != nil {
-			return store.Refuse(errTokenUsed)
+			return store.Refuse(ErrTokenUsed)
 		}
 		return b.Put(key, v)
 	})
 	switch {
-	case errors.Is(err, errTokenUsed):
+	case errors.Is(err, ErrTokenUsed):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("use token: %w", err)
@@ -269,25 +266,64 @@ func (d *DB) UseToken(id, tok string) (bool, error) {
 // sign handler checks and which always has an expiry: entries are keyed by
 // that expiry, so new ones go to the end of the bucket and
 // [DB.PruneStationTokens] drops expired ones cheaply. Only a SHA-256 of tok
-// is kept. Like UseToken it answers before the fsync of its batch.
+// is kept. Like UseToken it answers before the fsync of its batch. The sign
+// handler uses it for refused requests; an issued certificate records its
+// token with [DB.StoreWithStationToken].
 func (d *DB) UseStationToken(expiry time.Time, tok string) (bool, error) {
-	sum := sha256.Sum256([]byte(tok))
-	key := append(binary.BigEndian.AppendUint64(nil, uint64(expiry.Unix())), sum[:]...)
-	used := binary.BigEndian.AppendUint64(nil, uint64(time.Now().Unix()))
+	key, used := stationTokenEntry(expiry, tok)
 	err := d.s.Apply(context.Background(), func(tx *bolt.Tx) error {
 		b := tx.Bucket(usedStationTokensBucket)
 		if b.Get(key) != nil {
-			return store.Refuse(errTokenUsed)
+			return store.Refuse(ErrTokenUsed)
 		}
 		return b.Put(key, used)
 	})
 	switch {
-	case errors.Is(err, errTokenUsed):
+	case errors.Is(err, ErrTokenUsed):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("use station token: %w", err)
 	}
 	return true, nil
+}
+
+// StoreWithStationToken durably records the use of a station's token and
+// stores the certificate it authorised (chain[0]), in one write; it returns
+// [ErrTokenUsed], storing nothing, when the token was used before.
+func (d *DB) StoreWithStationToken(p provisioner.Interface, expiry time.Time, tok string, chain ...*x509.Certificate) error {
+	if len(chain) == 0 || chain[0] == nil {
+		return fmt.Errorf("store certificate chain: %w", errEmptyChain)
+	}
+	leaf := chain[0]
+	rec := certDataFor(leaf, p)
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("store certificate: %w", err)
+	}
+	key, used := stationTokenEntry(expiry, tok)
+	serial := leaf.SerialNumber.String()
+	err = d.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(usedStationTokensBucket)
+		if b.Get(key) != nil {
+			return store.Refuse(ErrTokenUsed)
+		}
+		if err := b.Put(key, used); err != nil {
+			return err
+		}
+		return putCert(tx, serial, leaf.Raw, rec, v)
+	})
+	if err != nil {
+		return fmt.Errorf("store certificate %s: %w", serial, err)
+	}
+	return nil
+}
+
+// stationTokenEntry is the used-token record of tok: its key, expiry
+// (unix seconds, 8 bytes) || SHA-256(tok), and value, the time of use.
+func stationTokenEntry(expiry time.Time, tok string) (key, used []byte) {
+	sum := sha256.Sum256([]byte(tok))
+	key = append(binary.BigEndian.AppendUint64(make([]byte, 0, 8+sha256.Size), uint64(expiry.Unix())), sum[:]...)
+	return key, binary.BigEndian.AppendUint64(nil, uint64(time.Now().Unix()))
 }
 
 // PruneStationTokens durably forgets station tokens that expired before
@@ -340,13 +376,7 @@ func (d *DB) StoreCertificateChain(p provisioner.Interface, chain ...*x509.Certi
 		return fmt.Errorf("store certificate chain: %w", errEmptyChain)
 	}
 	leaf := chain[0]
-	rec := newCertData(leaf)
-	if p != nil {
-		rec.Provisioner = &db.ProvisionerData{ID: p.GetID(), Name: p.GetName(), Type: p.GetType().String()}
-		if rap, ok := p.(interface{ RAInfo() *provisioner.RAInfo }); ok {
-			rec.RaInfo = rap.RAInfo()
-		}
-	}
+	rec := certDataFor(leaf, p)
 	// Encoded here, not in the closure: the committer runs closures one after
 	// another, so work done outside them runs in parallel.
 	v, err := json.Marshal(rec)
@@ -561,6 +591,18 @@ func (d *DB) byIndex(bucket []byte, name string) ([]CertRecord, error) {
 	}
 	slices.SortStableFunc(recs, func(a, b CertRecord) int { return a.NotAfter.Compare(b.NotAfter) })
 	return recs, nil
+}
+
+// certDataFor is the data of leaf issued through provisioner p (may be nil).
+func certDataFor(leaf *x509.Certificate, p provisioner.Interface) *certData {
+	rec := newCertData(leaf)
+	if p != nil {
+		rec.Provisioner = &db.ProvisionerData{ID: p.GetID(), Name: p.GetName(), Type: p.GetType().String()}
+		if rap, ok := p.(interface{ RAInfo() *provisioner.RAInfo }); ok {
+			rec.RaInfo = rap.RAInfo()
+		}
+	}
+	return rec
 }
 
 // newCertData returns the data of leaf that does not depend on who issued it.

@@ -388,6 +388,36 @@ func TestDBUseStationToken(t *testing.T) {
 	}
 }
 
+func TestDBStoreWithStationToken(t *testing.T) {
+	d, _ := newTestDB(t)
+	exp := time.Now().Add(5 * time.Minute)
+	first := dbTestCert(t, dbTestLeaf{serial: 700, gateway: "GW-T"})
+	if err := d.StoreWithStationToken(dbTestProvisioner("line1"), exp, "tok-1", first); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	// The same token again: refused, and the second certificate not stored.
+	second := dbTestCert(t, dbTestLeaf{serial: 701, gateway: "GW-T"})
+	if err := d.StoreWithStationToken(dbTestProvisioner("line1"), exp, "tok-1", second); !errors.Is(err, ca.ErrTokenUsed) {
+		t.Errorf("replay: %v; want ErrTokenUsed", err)
+	}
+	if _, err := d.Certificate("701"); !errors.Is(err, ca.ErrCertificateNotFound) {
+		t.Errorf("certificate of the replay: %v; want not stored", err)
+	}
+	if recs, err := d.CertificatesByProvisioner("line1"); err != nil || len(recs) != 1 {
+		t.Errorf("certificates of line1 = %v, %v; want the first only", serials(recs), err)
+	}
+	// The two ways of spending a token see each other.
+	if ok, err := d.UseStationToken(exp, "tok-1"); ok || err != nil {
+		t.Errorf("UseStationToken after StoreWithStationToken = %v, %v; want false, nil", ok, err)
+	}
+	if ok, err := d.UseStationToken(exp, "tok-2"); !ok || err != nil {
+		t.Fatalf("UseStationToken(tok-2) = %v, %v; want true, nil", ok, err)
+	}
+	if err := d.StoreWithStationToken(dbTestProvisioner("line1"), exp, "tok-2", second); !errors.Is(err, ca.ErrTokenUsed) {
+		t.Errorf("certificate for a token spent on a refusal: %v; want ErrTokenUsed", err)
+	}
+}
+
 func TestDBRevoke(t *testing.T) {
 	d, _ := newTestDB(t)
 	notAfter := time.Now().Add(time.Hour).Truncate(time.Second).UTC()

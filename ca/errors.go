@@ -38,3 +38,7 @@ var ErrGatewayNotFound = errors.New("no certificate of that gateway")
 // ErrAlreadyRevoked is returned by [DB.RevokeCertificate] for a certificate
 // revoked before; the first revocation stands.
 var ErrAlreadyRevoked = errors.New("certificate already revoked")
+
+// ErrTokenUsed is returned by [DB.StoreWithStationToken] when the token was
+// used before; nothing is stored.
+var ErrTokenUsed = errors.New("token already used")

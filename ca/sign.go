@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -205,36 +206,16 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 		return nil, errs.Unauthorized("station %s: token has no expiry (exp)", p.Name)
 	}
 	// From here on the attempt counts: the token is spent even if the CSR
-	// is refused, as with step-ca.
+	// is refused, as with step-ca. On success the token's use is stored
+	// with the certificate in one write, so that a request waits for the
+	// store once, after its CPU work, rather than also before it.
 	defer func() { a.metrics.X509Signed(chain, p, err) }()
-	first, err := a.db.UseStationToken(claims.Expiry.Time(), body.OTT)
-	if err != nil {
-		return nil, errs.Wrap(http.StatusInternalServerError, err, "use token")
-	}
-	if !first {
-		return nil, errs.Unauthorized("token already used")
-	}
-
+	expiry := claims.Expiry.Time()
 	csr := body.CsrPEM.CertificateRequest
-	if err := csr.CheckSignature(); err != nil {
-		return nil, errs.BadRequestErr(err, "invalid certificate request")
-	}
-	if err := validateIDevIDRequest(csr); err != nil {
-		return nil, errs.BadRequest("%s", err)
+	if err := checkIDevIDRequest(csr, &claims, body, p); err != nil {
+		return nil, a.spendToken(expiry, body.OTT, err)
 	}
 	serial := csr.Subject.CommonName
-	switch {
-	case serial != claims.Subject:
-		return nil, errs.Forbidden("certificate request common name %q is not the token's subject %q", serial, claims.Subject)
-	case !slices.Equal(claims.SANs, []string{GatewayURIPrefix + serial}):
-		return nil, errs.Forbidden("token SANs %q are not the certificate request's; want [%s%s]", claims.SANs, GatewayURIPrefix, serial)
-	case !body.NotBefore.IsZero() || !body.NotAfter.IsZero():
-		return nil, errs.Forbidden("stations cannot choose a validity; birth certificates live %s", p.lifetime)
-	}
-	if err := validateGatewayKey(csr.PublicKey); err != nil {
-		return nil, errs.Forbidden("%s", err)
-	}
-
 	ext, err := (&provisioner.Extension{Type: provisioner.TypeJWK, Name: p.Name, CredentialID: p.Key.KeyID}).ToExtension()
 	if err != nil {
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "provisioner extension")
@@ -251,10 +232,51 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 			return nil, err
 		}
 	}
-	if err := a.db.StoreCertificateChain(p, chain...); err != nil {
+	switch err := a.db.StoreWithStationToken(p, expiry, body.OTT, chain...); {
+	case errors.Is(err, ErrTokenUsed):
+		// A replay that raced the first use: the certificate was signed but
+		// is neither stored nor answered.
+		return nil, errs.Unauthorized("token already used")
+	case err != nil:
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "store certificate")
 	}
 	return chain, nil
+}
+
+// checkIDevIDRequest checks the CSR against the token and the profile.
+func checkIDevIDRequest(csr *x509.CertificateRequest, claims *stationClaims, body *api.SignRequest, p *stationProvisioner) error {
+	if err := csr.CheckSignature(); err != nil {
+		return errs.BadRequestErr(err, "invalid certificate request")
+	}
+	if err := validateIDevIDRequest(csr); err != nil {
+		return errs.BadRequest("%s", err)
+	}
+	serial := csr.Subject.CommonName
+	switch {
+	case serial != claims.Subject:
+		return errs.Forbidden("certificate request common name %q is not the token's subject %q", serial, claims.Subject)
+	case !slices.Equal(claims.SANs, []string{GatewayURIPrefix + serial}):
+		return errs.Forbidden("token SANs %q are not the certificate request's; want [%s%s]", claims.SANs, GatewayURIPrefix, serial)
+	case !body.NotBefore.IsZero() || !body.NotAfter.IsZero():
+		return errs.Forbidden("stations cannot choose a validity; birth certificates live %s", p.lifetime)
+	}
+	if err := validateGatewayKey(csr.PublicKey); err != nil {
+		return errs.Forbidden("%s", err)
+	}
+	return nil
+}
+
+// spendToken records the use of a token whose request was refused for
+// refusal, and returns refusal, or the replay if the token was used before.
+func (a *Authority) spendToken(expiry time.Time, tok string, refusal error) error {
+	first, err := a.db.UseStationToken(expiry, tok)
+	switch {
+	case err != nil:
+		return errs.Wrap(http.StatusInternalServerError, err, "use token")
+	case !first:
+		return errs.Unauthorized("token already used")
+	}
+	return refusal
 }
 
 // issueIDevIDGeneric signs a birth certificate through step-ca's CA service

@@ -203,6 +203,11 @@ func TestSignRefusesBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	goodToken := ts.token(t, "GW-1")
+	// A token is spent by a refused request too, as with step-ca.
+	spentToken := ts.token(t, "GW-16")
+	if code, body := ts.sign(t, signBody(badSignatureCSR(t, "GW-16"), spentToken, nil)); code != http.StatusBadRequest {
+		t.Fatalf("sign with a bad CSR: status %d (%s); want 400", code, body)
+	}
 	if code, body := ts.sign(t, signBody(goodCSR, goodToken, nil)); code != http.StatusCreated {
 		t.Fatalf("good request: status %d (%s); want 201", code, body)
 	}
@@ -249,6 +254,7 @@ func TestSignRefusesBadInput(t *testing.T) {
 		{"token of an unknown key", signBody(mustCSR(t, "GW-13"), unknownKeyToken(t, ts, "GW-13"), nil), 401, ""},
 		{"bad CSR signature", signBody(badSignatureCSR(t, "GW-14"), ts.token(t, "GW-14"), nil), 400, ""},
 		{"replayed token", signBody(mustCSR(t, "GW-1"), goodToken, nil), 401, ""},
+		{"token spent on a refused CSR", signBody(mustCSR(t, "GW-16"), spentToken, nil), 401, ""},
 		{"token without expiry", signBody(mustCSR(t, "GW-15"), rawTokenWithout(t, ts, "GW-15", []string{ca.GatewayURIPrefix + "GW-15"}, "exp"), nil), 401, ""},
 		{"token for another CA", signBody(mustCSR(t, "GW-11"), otherAudience(t, ts, "GW-11"), nil), 401, ""},
 	}
