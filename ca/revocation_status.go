@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"net/http"
 
 	"github.com/go-chi/chi/v5"
 	"golang.org/x/sync/errgroup"
@@ -52,14 +53,15 @@ func (a *Authority) openRevocation(ctx context.Context, signer crypto.Signer, ht
 // Revocations is the topic every revocation is published on.
 func (a *Authority) Revocations() *events.Topic[Revocation] { return a.revocations }
 
-// RevocationStatusRoutes mounts the OCSP responder (GET and POST /ocsp,
-// GET /ocsp/<base64 request>) and the CRLs (GET /crl/<shard>.crl) on r,
-// the plain HTTP listener's router.
+// RevocationStatusRoutes mounts the CRLs (GET /crl/<shard>.crl) on r, the
+// plain HTTP listener's router.
 func (a *Authority) RevocationStatusRoutes(r chi.Router) {
-	r.Handle("/ocsp", a.ocsp)
-	r.Handle("/ocsp/*", a.ocsp)
 	r.Handle("/crl/*", a.crls)
 }
+
+// OCSPHandler is the OCSP responder: POST /ocsp and GET /ocsp/<base64
+// request>. It needs a mux that does not clean paths (base64 may hold "//").
+func (a *Authority) OCSPHandler() http.Handler { return a.ocsp }
 
 // RunRevocation rotates the OCSP responder's certificate and rebuilds CRLs
 // on their schedule until ctx ends.

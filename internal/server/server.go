@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -222,7 +223,16 @@ func plainRoutes(auth *ca.Authority, reg *prometheus.Registry) http.Handler {
 	})
 	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	auth.RevocationStatusRoutes(r)
-	return r
+	// OCSP is the listener's hot path (tens of thousands of answers a
+	// second): it skips the router.
+	ocsp := auth.OCSPHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if p := req.URL.Path; p == "/ocsp" || strings.HasPrefix(p, "/ocsp/") {
+			ocsp.ServeHTTP(w, req)
+			return
+		}
+		r.ServeHTTP(w, req)
+	})
 }
 
 // actor names the authenticated user of r for the audit log.
