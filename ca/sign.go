@@ -182,7 +182,7 @@ type stationClaims struct {
 // issueIDevID checks a station's token and CSR and issues, stores and
 // returns the birth certificate. It enforces what step-ca's JWK provisioner
 // does (signature, issuer, audience, validity with a minute's leeway,
-// subject, one use per token ID) and the profile: see docs/ca.md.
+// subject, one use per token) and the profile: see docs/ca.md.
 func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvisioner, tok *stationToken, body *api.SignRequest) (chain []*x509.Certificate, err error) {
 	if p.disabled {
 		return nil, errs.Unauthorized("station %s is disabled", p.Name)
