@@ -103,6 +103,9 @@ type certData struct {
 	Gateway     string              `json:"gateway,omitempty"`
 	NotAfter    time.Time           `json:"notAfter"`
 	RenewedFrom string              `json:"renewedFrom,omitempty"`
+	// Birth marks a gateway's birth certificate (IDevID) issued to a
+	// station: a gateway has at most one that is not revoked.
+	Birth bool `json:"birth,omitempty"`
 }
 
 // notFoundError is the type of the package's not-found sentinels. It also
@@ -287,25 +290,52 @@ func (d *DB) UseStationToken(expiry time.Time, tok string) (bool, error) {
 	return true, nil
 }
 
-// StoreWithStationToken durably records the use of a station's token and
-// stores the certificate it authorised (chain[0]), in one write; it returns
-// [ErrTokenUsed], storing nothing, when the token was used before.
-func (d *DB) StoreWithStationToken(p provisioner.Interface, expiry time.Time, tok string, chain ...*x509.Certificate) error {
+// StoreBirthCertificate durably records the use of a station's token and
+// stores the birth certificate it authorised (chain[0]), in one write. A
+// gateway has one birth certificate that is not revoked: the certificate
+// with serial replaces (decimal, "" for none) is revoked as superseded in
+// the same write, and any other one makes it fail with
+// [ErrBirthCertificateExists]. It returns [ErrTokenUsed] when the token was
+// used before. Either way nothing is stored then. A superseded certificate
+// is published as a [Revocation] by actor.
+func (d *DB) StoreBirthCertificate(p provisioner.Interface, expiry time.Time, tok, replaces, actor string, chain ...*x509.Certificate) error {
 	if len(chain) == 0 || chain[0] == nil {
 		return fmt.Errorf("store certificate chain: %w", errEmptyChain)
 	}
 	leaf := chain[0]
 	rec := certDataFor(leaf, p)
+	rec.Birth = true
 	v, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("store certificate: %w", err)
 	}
 	key, used := stationTokenEntry(expiry, tok)
 	serial := leaf.SerialNumber.String()
+	ev := Revocation{Actor: actor, Detail: map[string]string{"superseded_by": serial}}
+	now := time.Now().UTC().Truncate(time.Second)
 	err = d.update(func(tx *bolt.Tx) error {
+		ev.Certificates = ev.Certificates[:0]
 		b := tx.Bucket(usedStationTokensBucket)
 		if b.Get(key) != nil {
 			return store.Refuse(ErrTokenUsed)
+		}
+		current, err := birthCertificates(tx, rec.Gateway)
+		if err != nil {
+			return err
+		}
+		for _, c := range current {
+			if c != replaces {
+				return store.Refuse(ErrBirthCertificateExists)
+			}
+			rc, ok, err := revokeInTx(tx, &db.RevokedCertificateInfo{
+				Serial: c, ReasonCode: int(ReasonSuperseded), Reason: ReasonSuperseded.String(), RevokedAt: now,
+			})
+			if err != nil {
+				return err
+			}
+			if ok && rc.Serial != nil {
+				ev.Certificates = append(ev.Certificates, rc)
+			}
 		}
 		if err := b.Put(key, used); err != nil {
 			return err
@@ -315,7 +345,55 @@ func (d *DB) StoreWithStationToken(p provisioner.Interface, expiry time.Time, to
 	if err != nil {
 		return fmt.Errorf("store certificate %s: %w", serial, err)
 	}
+	d.publish(ev)
 	return nil
+}
+
+// BirthCertificate returns the gateway's birth certificate that is not
+// revoked, or an error matching [ErrCertificateNotFound].
+func (d *DB) BirthCertificate(gateway string) (*CertRecord, error) {
+	var rec *CertRecord
+	err := d.s.View(func(tx *bolt.Tx) error {
+		current, err := birthCertificates(tx, gateway)
+		if err != nil {
+			return err
+		}
+		if len(current) == 0 {
+			return ErrCertificateNotFound
+		}
+		rec, err = getRecord(tx, current[len(current)-1])
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("birth certificate of %s: %w", gateway, err)
+	}
+	return rec, nil
+}
+
+// birthCertificates returns the serials of gateway's birth certificates
+// that are not revoked, oldest first.
+func birthCertificates(tx *bolt.Tx, gateway string) ([]string, error) {
+	if gateway == "" {
+		return nil, nil
+	}
+	var out []string
+	prefix := indexPrefix(gateway)
+	revoked := tx.Bucket(revokedBucket)
+	c := tx.Bucket(byGatewayBucket).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		serial := string(k[len(prefix):])
+		if revoked.Get([]byte(serial)) != nil {
+			continue
+		}
+		data, err := getCertData(tx, serial)
+		if err != nil {
+			return nil, err
+		}
+		if data.Birth {
+			out = append(out, serial)
+		}
+	}
+	return out, nil
 }
 
 // stationTokenEntry is the used-token record of tok: its key, expiry

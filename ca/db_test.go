@@ -388,16 +388,16 @@ func TestDBUseStationToken(t *testing.T) {
 	}
 }
 
-func TestDBStoreWithStationToken(t *testing.T) {
+func TestDBStoreBirthCertificate(t *testing.T) {
 	d, _ := newTestDB(t)
 	exp := time.Now().Add(5 * time.Minute)
 	first := dbTestCert(t, dbTestLeaf{serial: 700, gateway: "GW-T"})
-	if err := d.StoreWithStationToken(dbTestProvisioner("line1"), exp, "tok-1", first); err != nil {
+	if err := d.StoreBirthCertificate(dbTestProvisioner("line1"), exp, "tok-1", "", "station:line1", first); err != nil {
 		t.Fatalf("first use: %v", err)
 	}
 	// The same token again: refused, and the second certificate not stored.
 	second := dbTestCert(t, dbTestLeaf{serial: 701, gateway: "GW-T"})
-	if err := d.StoreWithStationToken(dbTestProvisioner("line1"), exp, "tok-1", second); !errors.Is(err, ca.ErrTokenUsed) {
+	if err := d.StoreBirthCertificate(dbTestProvisioner("line1"), exp, "tok-1", "", "station:line1", second); !errors.Is(err, ca.ErrTokenUsed) {
 		t.Errorf("replay: %v; want ErrTokenUsed", err)
 	}
 	if _, err := d.Certificate("701"); !errors.Is(err, ca.ErrCertificateNotFound) {
@@ -408,13 +408,34 @@ func TestDBStoreWithStationToken(t *testing.T) {
 	}
 	// The two ways of spending a token see each other.
 	if ok, err := d.UseStationToken(exp, "tok-1"); ok || err != nil {
-		t.Errorf("UseStationToken after StoreWithStationToken = %v, %v; want false, nil", ok, err)
+		t.Errorf("UseStationToken after StoreBirthCertificate = %v, %v; want false, nil", ok, err)
 	}
 	if ok, err := d.UseStationToken(exp, "tok-2"); !ok || err != nil {
 		t.Fatalf("UseStationToken(tok-2) = %v, %v; want true, nil", ok, err)
 	}
-	if err := d.StoreWithStationToken(dbTestProvisioner("line1"), exp, "tok-2", second); !errors.Is(err, ca.ErrTokenUsed) {
+	if err := d.StoreBirthCertificate(dbTestProvisioner("line1"), exp, "tok-2", "", "station:line1", second); !errors.Is(err, ca.ErrTokenUsed) {
 		t.Errorf("certificate for a token spent on a refusal: %v; want ErrTokenUsed", err)
+	}
+
+	// One birth certificate per gateway: a second is refused unless it
+	// replaces the first, which is then revoked as superseded.
+	if err := d.StoreBirthCertificate(dbTestProvisioner("line1"), exp, "tok-3", "", "station:line1", second); !errors.Is(err, ca.ErrBirthCertificateExists) {
+		t.Errorf("second birth certificate: %v; want ErrBirthCertificateExists", err)
+	}
+	if rec, err := d.BirthCertificate("GW-T"); err != nil || rec.Serial != "700" {
+		t.Fatalf("BirthCertificate(GW-T) = %v, %v; want serial 700", rec, err)
+	}
+	if err := d.StoreBirthCertificate(dbTestProvisioner("line1"), exp, "tok-4", "700", "station:line1", second); err != nil {
+		t.Fatalf("replacing birth certificate: %v", err)
+	}
+	if rec, err := d.BirthCertificate("GW-T"); err != nil || rec.Serial != "701" {
+		t.Errorf("BirthCertificate(GW-T) after the reissue = %v, %v; want serial 701", rec, err)
+	}
+	if info, err := d.RevokedCertificate("700"); err != nil || info.ReasonCode != int(ca.ReasonSuperseded) {
+		t.Errorf("the replaced certificate: %+v, %v; want revoked as superseded", info, err)
+	}
+	if _, err := d.BirthCertificate("GW-NONE"); !errors.Is(err, ca.ErrCertificateNotFound) {
+		t.Errorf("BirthCertificate of an unknown gateway: %v; want ErrCertificateNotFound", err)
 	}
 }
 

@@ -39,6 +39,11 @@ var ErrGatewayNotFound = errors.New("no certificate of that gateway")
 // revoked before; the first revocation stands.
 var ErrAlreadyRevoked = errors.New("certificate already revoked")
 
-// ErrTokenUsed is returned by [DB.StoreWithStationToken] when the token was
+// ErrTokenUsed is returned by [DB.StoreBirthCertificate] when the token was
 // used before; nothing is stored.
 var ErrTokenUsed = errors.New("token already used")
+
+// ErrBirthCertificateExists is returned by [DB.StoreBirthCertificate] when
+// the gateway already has a birth certificate that is not revoked and the
+// new one does not replace it.
+var ErrBirthCertificateExists = errors.New("gateway already has a birth certificate")

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -177,6 +178,9 @@ func (st *state) station(ott string) (*stationToken, *stationProvisioner) {
 type stationClaims struct {
 	jose.Claims
 	SANs []string `json:"sans"`
+	// Reissue asks for a new birth certificate that replaces the gateway's
+	// current one (revoked as superseded), for a new key.
+	Reissue bool `json:"reissue,omitempty"`
 }
 
 // issueIDevID checks a station's token and CSR and issues, stores and
@@ -216,6 +220,30 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 		return nil, a.spendToken(expiry, body.OTT, err)
 	}
 	serial := csr.Subject.CommonName
+	// One birth certificate per gateway: the same key again gets the
+	// certificate it already has (a line station finishing a batch after a
+	// crash), another key only with a reissue token.
+	var replaces string
+	switch current, err := a.db.BirthCertificate(serial); {
+	case errors.Is(err, ErrCertificateNotFound):
+	case err != nil:
+		return nil, errs.Wrap(http.StatusInternalServerError, err, "look up birth certificate")
+	case claims.Reissue:
+		replaces = current.Serial
+	default:
+		leaf, err := x509.ParseCertificate(current.DER)
+		if err != nil {
+			return nil, errs.Wrap(http.StatusInternalServerError, err, "parse stored birth certificate")
+		}
+		if !bytes.Equal(leaf.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo) {
+			return nil, a.spendToken(expiry, body.OTT, errs.New(http.StatusConflict,
+				"gateway %s already has a birth certificate (serial %s) for another key; a reissue token replaces it", serial, current.Serial))
+		}
+		if err := a.spendToken(expiry, body.OTT, nil); err != nil {
+			return nil, err
+		}
+		return append([]*x509.Certificate{leaf}, a.issuer.CertificateChain...), nil
+	}
 	ext, err := (&provisioner.Extension{Type: provisioner.TypeJWK, Name: p.Name, CredentialID: p.Key.KeyID}).ToExtension()
 	if err != nil {
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "provisioner extension")
@@ -232,11 +260,14 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 			return nil, err
 		}
 	}
-	switch err := a.db.StoreWithStationToken(p, expiry, body.OTT, chain...); {
+	switch err := a.db.StoreBirthCertificate(p, expiry, body.OTT, replaces, "station:"+p.Name, chain...); {
 	case errors.Is(err, ErrTokenUsed):
 		// A replay that raced the first use: the certificate was signed but
 		// is neither stored nor answered.
 		return nil, errs.Unauthorized("token already used")
+	case errors.Is(err, ErrBirthCertificateExists):
+		// Another key for the same gateway won a race.
+		return nil, errs.New(http.StatusConflict, "gateway %s already has a birth certificate", serial)
 	case err != nil:
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "store certificate")
 	}

@@ -121,22 +121,7 @@ func TestRevocationAPIRefuses(t *testing.T) {
 // issue gets a birth certificate for serial through the step-ca API.
 func (ts *testServer) issue(t *testing.T, serial string) *x509.Certificate {
 	t.Helper()
-	code, body := ts.sign(t, signBody(mustCSR(t, serial), ts.token(t, serial), nil))
-	if code != http.StatusCreated {
-		t.Fatalf("sign %s: status %d (%s)", serial, code, body)
-	}
-	var resp struct {
-		Crt string `json:"crt"`
-	}
-	if err := json.Unmarshal([]byte(body), &resp); err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode([]byte(resp.Crt))
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return ts.signCert(t, signBody(mustCSR(t, serial), ts.token(t, serial), nil), http.StatusCreated)
 }
 
 // login logs in as the admin that Init created and returns the bearer token.

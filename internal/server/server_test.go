@@ -331,6 +331,12 @@ func rawToken(t *testing.T, ts *testServer, serial string, sans []string) string
 // rawTokenWithout is rawToken without the claim named drop.
 func rawTokenWithout(t *testing.T, ts *testServer, serial string, sans []string, drop string) string {
 	t.Helper()
+	return rawTokenEdit(t, ts, serial, sans, func(c map[string]any) { delete(c, drop) })
+}
+
+// rawTokenEdit is rawToken with its claims changed by edit.
+func rawTokenEdit(t *testing.T, ts *testServer, serial string, sans []string, edit func(map[string]any)) string {
+	t.Helper()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: ts.station.Key.Key},
 		new(jose.SignerOptions).WithType("JWT").WithHeader("kid", ts.station.Key.KeyID))
 	if err != nil {
@@ -341,7 +347,7 @@ func rawTokenWithout(t *testing.T, ts *testServer, serial string, sans []string,
 		"iss": "line1", "sub": serial, "aud": provisioning.SignURL(ts.ready.APIURL), "jti": serial + "-raw",
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Minute).Unix(), "sans": sans,
 	}
-	delete(claims, drop)
+	edit(claims)
 	tok, err := jose.Signed(signer).Claims(claims).CompactSerialize()
 	if err != nil {
 		t.Fatal(err)
