@@ -93,6 +93,8 @@ type CertRecord struct {
 	RenewedFrom string
 	// Revoked is the revocation record, nil while the certificate is valid.
 	Revoked *db.RevokedCertificateInfo
+	// Birth is set on a gateway's birth certificate issued to a station.
+	Birth bool
 }
 
 // certData is the JSON kept per certificate. Its first two fields are
@@ -779,6 +781,7 @@ func getRecord(tx *bolt.Tx, serial string) (*CertRecord, error) {
 		NotAfter:    data.NotAfter,
 		RenewedFrom: data.RenewedFrom,
 		Revoked:     revoked,
+		Birth:       data.Birth,
 	}, nil
 }
 

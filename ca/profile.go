@@ -67,3 +67,17 @@ func HasPolicy(cert *x509.Certificate, oid string) bool {
 	}
 	return false
 }
+
+// CheckIDevIDRequest is what the CA checks of a station's certificate
+// request before a birth certificate: its signature, the profile (CN and
+// the one URI SAN name the gateway serial, no other name, clientAuth at
+// most) and a strong key. Line stations check CSRs with it before a batch.
+func CheckIDevIDRequest(csr *x509.CertificateRequest) error {
+	if err := csr.CheckSignature(); err != nil {
+		return fmt.Errorf("certificate request signature: %w", err)
+	}
+	if err := validateIDevIDRequest(csr); err != nil {
+		return err
+	}
+	return validateGatewayKey(csr.PublicKey)
+}

@@ -222,27 +222,28 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 	serial := csr.Subject.CommonName
 	// One birth certificate per gateway: the same key again gets the
 	// certificate it already has (a line station finishing a batch after a
-	// crash), another key only with a reissue token.
+	// crash, reissue or not), another key only with a reissue token.
 	var replaces string
 	switch current, err := a.db.BirthCertificate(serial); {
 	case errors.Is(err, ErrCertificateNotFound):
 	case err != nil:
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "look up birth certificate")
-	case claims.Reissue:
-		replaces = current.Serial
 	default:
 		leaf, err := x509.ParseCertificate(current.DER)
 		if err != nil {
 			return nil, errs.Wrap(http.StatusInternalServerError, err, "parse stored birth certificate")
 		}
-		if !bytes.Equal(leaf.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo) {
+		switch {
+		case bytes.Equal(leaf.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo):
+			if err := a.spendToken(expiry, body.OTT, nil); err != nil {
+				return nil, err
+			}
+			return append([]*x509.Certificate{leaf}, a.issuer.CertificateChain...), nil
+		case !claims.Reissue:
 			return nil, a.spendToken(expiry, body.OTT, errs.New(http.StatusConflict,
 				"gateway %s already has a birth certificate (serial %s) for another key; a reissue token replaces it", serial, current.Serial))
 		}
-		if err := a.spendToken(expiry, body.OTT, nil); err != nil {
-			return nil, err
-		}
-		return append([]*x509.Certificate{leaf}, a.issuer.CertificateChain...), nil
+		replaces = current.Serial
 	}
 	ext, err := (&provisioner.Extension{Type: provisioner.TypeJWK, Name: p.Name, CredentialID: p.Key.KeyID}).ToExtension()
 	if err != nil {

@@ -55,16 +55,25 @@ func LoadStation(path string) (*Station, error) {
 // retry, short enough that a leaked one is soon useless.
 const TokenLifetime = 5 * time.Minute
 
-// tokenClaims are the claims step-ca's JWK provisioner reads.
+// tokenClaims are the claims step-ca's JWK provisioner reads, and gwpki's
+// reissue request.
 type tokenClaims struct {
 	jose.Claims
-	SANs []string `json:"sans,omitempty"`
+	SANs    []string `json:"sans,omitempty"`
+	Reissue bool     `json:"reissue,omitempty"`
 }
+
+// TokenOption changes a token from [Station.Token].
+type TokenOption func(*tokenClaims)
+
+// tokenReissue asks for a birth certificate that replaces the gateway's
+// current one (which the CA then revokes as superseded).
+func tokenReissue(on bool) TokenOption { return func(c *tokenClaims) { c.Reissue = on } }
 
 // Token returns a one-time token that authorises the certificate of the
 // gateway serial at the CA endpoint audience (e.g. https://ca:8443/1.0/sign),
 // exactly as `step ca token --san urn:gwpki:gateway:<serial>` makes it.
-func (s *Station) Token(serial, audience string, now time.Time) (string, error) {
+func (s *Station) Token(serial, audience string, now time.Time, opts ...TokenOption) (string, error) {
 	if err := ca.ValidateSerial(serial); err != nil {
 		return "", err
 	}
@@ -88,6 +97,9 @@ func (s *Station) Token(serial, audience string, now time.Time) (string, error) 
 			Expiry:    jose.NewNumericDate(now.Add(TokenLifetime)),
 		},
 		SANs: []string{ca.GatewayURIPrefix + serial},
+	}
+	for _, o := range opts {
+		o(&c)
 	}
 	tok, err := jose.Signed(signer).Claims(c).CompactSerialize()
 	if err != nil {
