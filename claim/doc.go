@@ -1,6 +1,6 @@
 // Package claim implements the human side of gwpki: organisations, user
-// accounts and their sessions, and (with the claim codes) the step that makes
-// a gateway an organisation's.
+// accounts and their sessions, the device registry and its claim codes, and
+// (to come) the step that makes a gateway an organisation's.
 //
 // Accounts: a [User] belongs to one organisation and has one [Role]
 // (installer, operator or admin). Passwords are kept only as argon2id hashes
@@ -20,6 +20,20 @@
 // same answer after the same argon2 work, so the API does not tell which
 // accounts exist.
 //
+// Devices: the [Registry] holds every gateway a line station has made
+// (serial, model, station, birth certificate, generation, claim state),
+// registered through POST /v1/devices with a station's one-time token and
+// the gateway's birth certificate, idempotently so that a station can finish
+// a batch after a crash. Its claim credentials, the claim secret the gateway
+// computes display codes from and the label code printed at manufacturing,
+// are derived with HMAC-SHA256 from the server's claim key
+// ([LoadOrCreateClaimKey], secrets/claim_key) and the device's generation,
+// never stored; reissuing a birth certificate bumps the generation and so
+// retires the old codes. Codes ([ParseCode], [DisplayCode], [LabelCode]) are
+// Crockford base32 with a mod-37 check symbol, so a mistyped symbol is
+// refused as a typo before any comparison.
+//
 // Storage is the package's own: bbolt buckets behind the small accountStore
-// interface, so that a PostgreSQL implementation can replace it.
+// and deviceStore interfaces, so that a PostgreSQL implementation can
+// replace them.
 package claim
