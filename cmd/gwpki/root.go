@@ -40,6 +40,7 @@ func newRootCommand() *cobra.Command {
 		newDBCommand(),
 		newAuditCommand(),
 		newRevokeCommand(),
+		newDevicesCommand(),
 		newProvisionCommand(),
 	)
 	return root

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gwpki/gwpki/claim"
+	"github.com/gwpki/gwpki/internal/audit"
+	"github.com/gwpki/gwpki/internal/httpapi"
+	"github.com/gwpki/gwpki/internal/store/storetest"
+)
+
+// devicesTestServer serves the real accounts API and device registry over
+// TLS on 127.0.0.1, the registry's read routes behind the operator role
+// check as gwpki serve mounts them, with an operator olga and an installer
+// ivy, and registers three gateways (one reissued, one with a model that
+// the table must quote). It returns the URL, the root certificate to
+// pin and the devices, in serial order. The session goes to a fresh
+// GWPKI_CONFIG_DIR.
+func devicesTestServer(t *testing.T) (url, rootPath string, devices []claim.Device, labels []string) {
+	t.Helper()
+	t.Setenv("GWPKI_CONFIG_DIR", filepath.Join(t.TempDir(), "config"))
+	db := storetest.OpenTemp(t)
+	quiet := slog.New(slog.DiscardHandler)
+	accounts, err := claim.NewAccounts(db, claim.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, u := range []claim.NewUser{
+		{Username: "olga", Org: "acme", Role: claim.RoleOperator, Password: "olga password"},
+		{Username: "ivy", Org: "acme", Role: claim.RoleInstaller, Password: "ivy password"},
+	} {
+		if _, err := accounts.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	auditLog, err := audit.New(db, audit.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte(strings.Repeat("k", claim.ClaimKeySize))
+	t0 := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	n := 0
+	clock := func() time.Time { n++; return t0.Add(time.Duration(n) * time.Minute) }
+	reg, err := claim.NewRegistry(db, key, auditLog, claim.WithClock(clock), claim.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires := time.Date(2046, 4, 30, 23, 59, 59, 0, time.UTC)
+	for i, r := range []struct {
+		serial, model, station string
+		reissue                bool
+	}{
+		{"GW-000002", "PumpCtl 3", "line1", false},
+		{"GW-000001", `Meter "XL"`, "line2", false},
+		{"GW-000003", "PumpCtl 3", "line1", false},
+		{"GW-000003", "PumpCtl 3", "repair", true},
+	} {
+		dev, creds, _, err := reg.Register(ctx, claim.RegisterRequest{
+			Serial: r.serial, Model: r.model, Station: r.station, Reissue: r.reissue,
+			Cert: claim.CertInfo{Serial: "1000" + string(rune('0'+i)), GatewaySerial: r.serial, Station: r.station, NotAfter: expires.AddDate(0, 0, i)},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		labels = append(labels, creds.LabelCode)
+		if r.reissue {
+			devices[len(devices)-1] = dev
+		} else {
+			devices = append(devices, dev)
+		}
+	}
+	devices[0], devices[1] = devices[1], devices[0]
+
+	r := chi.NewRouter()
+	accounts.Routes(r)
+	noStation := func(*http.Request) (string, error) {
+		return "", httpapi.Errorf(http.StatusUnauthorized, "station token required")
+	}
+	noCert := func(context.Context, []byte) (claim.CertInfo, error) {
+		return claim.CertInfo{}, httpapi.Errorf(http.StatusUnprocessableEntity, "no")
+	}
+	reg.Routes(r, noStation, noCert, accounts.RequireRole(claim.RoleOperator), "https://localhost/v1/bootstrap")
+	srv := httptest.NewTLSServer(r)
+	t.Cleanup(srv.Close)
+	rootPath = filepath.Join(t.TempDir(), "root_ca.crt")
+	writeLoginTestFile(t, rootPath, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+	return srv.URL, rootPath, devices, labels
+}
+
+func TestDevicesCommandNeedsASession(t *testing.T) {
+	devicesTestServer(t)
+	stdout, stderr, failed := runGwpki(t, "", "devices")
+	want := "gwpki: not logged in\nhint: run gwpki login --server URL --user NAME\n"
+	if !failed || stdout != "" || stderr != want {
+		t.Errorf("gwpki devices without a session: failed=%v stdout %q stderr %q; want %q", failed, stdout, stderr, want)
+	}
+}
+
+func TestDevicesCommandTable(t *testing.T) {
+	url, rootPath, _, labels := devicesTestServer(t)
+	loginAs(t, url, rootPath, "olga", "olga password")
+
+	stdout, stderr, failed := runGwpki(t, "", "devices")
+	want := `SERIAL     MODEL           STATE      STATION  IDEVID-EXPIRES  REGISTERED
+GW-000001  "Meter \"XL\""  unclaimed  line2    2046-05-01      2026-05-01T10:02:00Z
+GW-000002  PumpCtl 3       unclaimed  line1    2046-04-30      2026-05-01T10:01:00Z
+GW-000003  PumpCtl 3       unclaimed  repair   2046-05-03      2026-05-01T10:03:00Z
+`
+	if failed || stderr != "" || stdout != want {
+		t.Errorf("gwpki devices: failed=%v stderr %q stdout:\n%s\nwant:\n%s", failed, stderr, stdout, want)
+	}
+	for _, l := range labels {
+		if strings.Contains(stdout, l) {
+			t.Errorf("gwpki devices shows the label code %s", l)
+		}
+	}
+
+	// A page that stops early says how to go on, on stderr.
+	stdout, stderr, failed = runGwpki(t, "", "devices", "--limit", "1", "--model", "PumpCtl 3")
+	if failed || stderr != "more gateways: run again with --after GW-000002\n" || !strings.Contains(stdout, "\nGW-000002 ") || strings.Count(stdout, "\n") != 2 {
+		t.Errorf("gwpki devices --limit 1 --model 'PumpCtl 3': failed=%v stderr %q stdout:\n%s\nwant GW-000002 and an --after hint", failed, stderr, stdout)
+	}
+	stdout, stderr, failed = runGwpki(t, "", "devices", "--after", "GW-000002", "--state", "unclaimed")
+	if failed || stderr != "" || !strings.Contains(stdout, "\nGW-000003 ") || strings.Count(stdout, "\n") != 2 {
+		t.Errorf("gwpki devices --after GW-000002: failed=%v stderr %q stdout:\n%s\nwant only GW-000003", failed, stderr, stdout)
+	}
+	// No match: the header alone.
+	stdout, stderr, failed = runGwpki(t, "", "devices", "--model", "Toaster")
+	if failed || stderr != "" || !strings.HasPrefix(stdout, "SERIAL ") || strings.Count(stdout, "\n") != 1 {
+		t.Errorf("gwpki devices --model Toaster: failed=%v stderr %q stdout %q; want the header only", failed, stderr, stdout)
+	}
+}
+
+func TestDevicesCommandJSON(t *testing.T) {
+	url, rootPath, devices, _ := devicesTestServer(t)
+	loginAs(t, url, rootPath, "olga", "olga password")
+
+	stdout, stderr, failed := runGwpki(t, "", "devices", "--json", "--limit", "2")
+	if failed || stderr != "" {
+		t.Fatalf("gwpki devices --json: failed=%v stderr %q", failed, stderr)
+	}
+	var page claim.DevicePage
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&page); err != nil || dec.More() {
+		t.Fatalf("gwpki devices --json printed %q: %v; want one JSON page only", stdout, err)
+	}
+	want := claim.DevicePage{Devices: devices[:2], Next: "GW-000002"}
+	if diff := cmp.Diff(want, page); diff != "" {
+		t.Errorf("gwpki devices --json --limit 2 (-want +got):\n%s", diff)
+	}
+	if page.Devices[0].Generation != 1 || devices[2].Generation != 2 {
+		t.Errorf("generations %d and %d; want 1 and, reissued, 2", page.Devices[0].Generation, devices[2].Generation)
+	}
+
+	// An empty page is an empty array, for scripts.
+	stdout, _, failed = runGwpki(t, "", "devices", "--json", "--after", "GW-000003")
+	if want := "{\n  \"devices\": []\n}\n"; failed || stdout != want {
+		t.Errorf("gwpki devices --json --after GW-000003: failed=%v stdout %q; want %q", failed, stdout, want)
+	}
+}
+
+func TestDevicesCommandErrors(t *testing.T) {
+	url, rootPath, _, _ := devicesTestServer(t)
+	loginAs(t, url, rootPath, "ivy", "ivy password")
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"devices"}, "gwpki: list devices: permission denied: needs role operator or admin\nhint: log in as a user with that role\n"},
+		{[]string{"devices", "extra"}, "gwpki: unknown command \"extra\" for \"gwpki devices\"\n"},
+		{[]string{"devices", "--limit", "x"}, "gwpki: invalid argument \"x\" for \"--limit\" flag: strconv.ParseInt: parsing \"x\": invalid syntax\n"},
+	}
+	for _, tc := range tests {
+		stdout, stderr, failed := runGwpki(t, "", tc.args...)
+		if !failed || stdout != "" || stderr != tc.want {
+			t.Errorf("gwpki %v: failed=%v stdout %q stderr %q; want %q", tc.args, failed, stdout, stderr, tc.want)
+		}
+	}
+	// Checked before the server is asked: 0 would otherwise mean the default.
+	for _, limit := range []string{"0", "-1", "1001"} {
+		stdout, stderr, failed := runGwpki(t, "", "devices", "--limit", limit)
+		want := "gwpki: invalid --limit " + limit + "\nhint: use a number from 1 to 1000\n"
+		if !failed || stdout != "" || stderr != want {
+			t.Errorf("gwpki devices --limit %s: failed=%v stdout %q stderr %q; want %q", limit, failed, stdout, stderr, want)
+		}
+	}
+	// The server's refusal comes with its hint.
+	loginAs(t, url, rootPath, "olga", "olga password")
+	stdout, stderr, failed := runGwpki(t, "", "devices", "--state", "lost")
+	if want := "gwpki: list devices: unknown state \"lost\"\nhint: use one of: unclaimed\n"; !failed || stdout != "" || stderr != want {
+		t.Errorf("gwpki devices --state lost: failed=%v stdout %q stderr %q; want %q", failed, stdout, stderr, want)
+	}
+}
