@@ -65,21 +65,29 @@ func (l Label) checked() (serial, code, model string, err error) {
 	return l.Serial, code, l.Model, nil
 }
 
-// symbol is a QR code without its quiet zone: dark[y][x] is module (x, y).
+// symbol is a QR code without its quiet zone.
 type symbol struct {
-	dark [][]bool
+	modules int      // on a side
+	dark    [][]bool // dark[y][x] is module (x, y); nil if not drawn
 }
 
-func (s symbol) size() int { return len(s.dark) }
-
-// newSymbol encodes payload with error correction level M.
-func newSymbol(payload string) (symbol, error) {
+// newSymbol encodes payload with error correction level M. Choosing the
+// version is cheap; drawing the modules (trying the eight masks) is most of
+// the cost of a label, so it is done only when draw is set.
+func newSymbol(payload string, draw bool) (symbol, error) {
 	q, err := qrcode.New(payload, qrcode.Medium)
 	if err != nil {
 		return symbol{}, fmt.Errorf("encode QR code: %w", err)
 	}
-	q.DisableBorder = true
-	return symbol{dark: q.Bitmap()}, nil
+	s := symbol{modules: 17 + 4*q.VersionNumber}
+	if draw {
+		q.DisableBorder = true
+		s.dark = q.Bitmap()
+		if len(s.dark) != s.modules {
+			return symbol{}, fmt.Errorf("encode QR code: %d modules for version %d", len(s.dark), q.VersionNumber)
+		}
+	}
+	return s, nil
 }
 
 // textLine is one line of text, placed in dots.
@@ -100,7 +108,7 @@ type layout struct {
 	textX      int // left edge of the text column
 	textRight  int // right limit of the text column
 	lines      []textLine
-	symbolDark [][]bool
+	symbolDark [][]bool // nil unless drawn
 }
 
 func dots(mm float64, dpi int) int { return int(math.Round(mm * float64(dpi) / 25.4)) }
@@ -111,7 +119,7 @@ func newLayout(dpi int, sym symbol, serial, code, model string) (layout, error) 
 		dpi:        dpi,
 		w:          dots(WidthMM, dpi),
 		h:          dots(HeightMM, dpi),
-		modules:    sym.size(),
+		modules:    sym.modules,
 		symbolDark: sym.dark,
 	}
 	margin := dots(marginMM, dpi)
@@ -182,14 +190,15 @@ func fit(s string, width, minSize, maxSize int) (int, []string) {
 	return minSize, append(lines, s)
 }
 
-// build checks a label and lays it out at dpi. It also returns the payload.
-func build(lab Label, dpi int) (layout, string, error) {
+// build checks a label and lays it out at dpi, with the QR modules if draw is
+// set. It also returns the payload.
+func build(lab Label, dpi int, draw bool) (layout, string, error) {
 	serial, code, model, err := lab.checked()
 	if err != nil {
 		return layout{}, "", err
 	}
 	p := payload(serial, code)
-	sym, err := newSymbol(p)
+	sym, err := newSymbol(p, draw)
 	if err != nil {
 		return layout{}, "", err
 	}

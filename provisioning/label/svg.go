@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 )
 
@@ -14,11 +15,11 @@ import (
 // scaled so that a module is one unit; the text as <text> in Go Mono (or the
 // viewer's monospace font), each line held to its width with textLength.
 func SVG(w io.Writer, lab Label) error {
-	l, _, err := build(lab, DPI)
+	l, _, err := build(lab, DPI, true)
 	if err != nil {
 		return err
 	}
-	mm := func(d int) string { return num(float64(d) * 25.4 / float64(l.dpi)) }
+	mm := func(d int) string { return num(float64(d)*25.4/float64(l.dpi), 3) }
 
 	bw := bufio.NewWriterSize(w, 8192)
 	bw.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n")
@@ -26,7 +27,7 @@ func SVG(w io.Writer, lab Label) error {
 		WidthMM, HeightMM, WidthMM, HeightMM)
 	fmt.Fprintf(bw, `<rect width="%d" height="%d" fill="#fff"/>`+"\n", WidthMM, HeightMM)
 	fmt.Fprintf(bw, `<g id="qr" transform="translate(%s %s) scale(%s)" fill="#000" shape-rendering="crispEdges">`+"\n",
-		mm(l.qrX), mm(l.qrY), mm(l.module))
+		mm(l.qrX), mm(l.qrY), num(float64(l.module)*25.4/float64(l.dpi), 6))
 	var rect []byte
 	for y, row := range l.symbolDark {
 		for x := 0; x < len(row); {
@@ -57,7 +58,7 @@ func SVG(w io.Writer, lab Label) error {
 		}
 		fmt.Fprintf(bw, `<text x="%s" y="%s" font-size="%s"%s textLength="%s" lengthAdjust="spacingAndGlyphs">`,
 			mm(t.x), mm(t.y), mm(t.size), weight,
-			num(monoAdvance*float64(len(t.text)*t.size)*25.4/float64(l.dpi)))
+			num(monoAdvance*float64(len(t.text)*t.size)*25.4/float64(l.dpi), 3))
 		xml.EscapeText(bw, []byte(t.text))
 		bw.WriteString("</text>\n")
 	}
@@ -68,7 +69,9 @@ func SVG(w io.Writer, lab Label) error {
 	return nil
 }
 
-// num writes v with at most three decimals, which is a micrometre.
-func num(v float64) string {
-	return strconv.FormatFloat(float64(int64(v*1000+0.5))/1000, 'f', -1, 64)
+// num writes v >= 0 with at most prec decimals: 3 is a micrometre; the
+// module size takes 6, as it is multiplied by up to 41 + 4 modules.
+func num(v float64, prec int) string {
+	p := math.Pow10(prec)
+	return strconv.FormatFloat(math.Round(v*p)/p, 'f', -1, 64)
 }

@@ -29,7 +29,7 @@ func ZPLAt(w io.Writer, lab Label, dpi int) error {
 	default:
 		return fmt.Errorf("ZPL for %d dpi: want 203, 300 or 600", dpi)
 	}
-	l, p, err := build(lab, dpi)
+	l, p, err := build(lab, dpi, false)
 	if err != nil {
 		return err
 	}
