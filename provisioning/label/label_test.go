@@ -157,3 +157,20 @@ func TestLayoutFits(t *testing.T) {
 		}
 	}
 }
+
+// TestByteModeVersion checks the byte-mode capacities against go-qrcode
+// with payloads that only byte mode can hold (lower-case letters).
+func TestByteModeVersion(t *testing.T) {
+	for n := 1; n <= byteCapacityM[len(byteCapacityM)-1]; n++ {
+		q, err := qrcode.New(strings.Repeat("x", n), qrcode.Medium)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := byteModeVersion(n); err != nil || v != q.VersionNumber {
+			t.Errorf("byteModeVersion(%d) = %d, %v; go-qrcode uses version %d", n, v, err, q.VersionNumber)
+		}
+	}
+	if _, err := byteModeVersion(byteCapacityM[len(byteCapacityM)-1] + 1); err == nil {
+		t.Errorf("byteModeVersion(%d): want an error", byteCapacityM[len(byteCapacityM)-1]+1)
+	}
+}

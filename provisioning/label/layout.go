@@ -71,23 +71,43 @@ type symbol struct {
 	dark    [][]bool // dark[y][x] is module (x, y); nil if not drawn
 }
 
-// newSymbol encodes payload with error correction level M. Choosing the
-// version is cheap; drawing the modules (trying the eight masks) is most of
-// the cost of a label, so it is done only when draw is set.
+// newSymbol encodes payload with error correction level M. Drawing the
+// modules (go-qrcode tries the eight masks) is most of the cost of a label,
+// so it is done only when draw is set. Without draw the symbol is not
+// encoded at all: it is given the size a printer that encodes payload itself
+// might make at most, all of it in byte mode, which is never smaller than
+// go-qrcode's choice of modes.
 func newSymbol(payload string, draw bool) (symbol, error) {
+	if !draw {
+		v, err := byteModeVersion(len(payload))
+		return symbol{modules: 17 + 4*v}, err
+	}
 	q, err := qrcode.New(payload, qrcode.Medium)
 	if err != nil {
 		return symbol{}, fmt.Errorf("encode QR code: %w", err)
 	}
-	s := symbol{modules: 17 + 4*q.VersionNumber}
-	if draw {
-		q.DisableBorder = true
-		s.dark = q.Bitmap()
-		if len(s.dark) != s.modules {
-			return symbol{}, fmt.Errorf("encode QR code: %d modules for version %d", len(s.dark), q.VersionNumber)
-		}
+	q.DisableBorder = true
+	s := symbol{modules: 17 + 4*q.VersionNumber, dark: q.Bitmap()}
+	if len(s.dark) != s.modules {
+		return symbol{}, fmt.Errorf("encode QR code: %d modules for version %d", len(s.dark), q.VersionNumber)
 	}
 	return s, nil
+}
+
+// byteCapacityM is how many bytes QR versions 1 to 10 hold in byte mode at
+// error correction level M (ISO/IEC 18004 table 7). A payload holds at most
+// 7 + 64 + 1 + 17 = 89.
+var byteCapacityM = [...]int{14, 26, 42, 62, 84, 106, 122, 152, 180, 213}
+
+// byteModeVersion returns the smallest version that holds n bytes in byte
+// mode at level M.
+func byteModeVersion(n int) (int, error) {
+	for i, c := range byteCapacityM {
+		if n <= c {
+			return i + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("encode QR code: %d bytes is too long for a label", n)
 }
 
 // textLine is one line of text, placed in dots.

@@ -9,9 +9,11 @@ import (
 
 // ZPL writes the label as a ZPL II format for a 300 dpi Zebra printer:
 // print width 591 and label length 354 dots (50 x 30 mm), the QR code as a
-// ^BQN field (model 2, error correction M, automatic input mode) with a
-// magnification of the same module size [PNG] uses, and the captions and
-// values in the printer's scalable font 0. It is ZPLAt(w, l, 300).
+// ^BQN field (model 2, error correction M, automatic input mode) that the
+// printer encodes, and the captions and values in the printer's scalable
+// font 0, placed as [PNG] places them. The module size is chosen so that
+// the symbol fits even if the printer encodes the whole payload in byte mode
+// (the largest it can come out); it is ZPLAt(w, l, 300).
 func ZPL(w io.Writer, l Label) error { return ZPLAt(w, l, DPI) }
 
 // ZPLAt writes the label as ZPL II for a printer of dpi dots per inch: 203
@@ -33,13 +35,14 @@ func ZPLAt(w io.Writer, lab Label, dpi int) error {
 	if err != nil {
 		return err
 	}
+	// The symbol's size is the largest the printer may make (see newSymbol).
 	// ^BQ magnifies 1 to 10 times; a smaller module is still centred.
 	mag := min(l.module, 10)
 	off := (l.module - mag) * l.modules / 2
 
 	bw := bufio.NewWriterSize(w, 1024)
 	fmt.Fprintf(bw, "^XA\n^CI0\n^PW%d\n^LL%d\n^LH0,0\n", l.w, l.h)
-	fmt.Fprintf(bw, "^FO%d,%d^BQN,2,%d^FH^FDMA,%s^FS\n", l.qrX+off, l.qrY+off, mag, zplEscape(p))
+	fmt.Fprintf(bw, "^FO%d,%d^BQN,2,%d,M^FH^FDMA,%s^FS\n", l.qrX+off, l.qrY+off, mag, zplEscape(p))
 	for _, t := range l.lines {
 		// ^FT places the baseline; font 0 is bold already.
 		fmt.Fprintf(bw, "^FT%d,%d^A0N,%d,%d^FH^FD%s^FS\n", t.x, t.y, t.size, t.size, zplEscape(t.text))

@@ -99,7 +99,7 @@ func TestZPL(t *testing.T) {
 				t.Fatalf("no fields in\n%s", out)
 			}
 			qr := fields[0]
-			if got, want := qr.cmds["BQ"], fmt.Sprintf("N,2,%d", min(lay.module, 10)); got != want {
+			if got, want := qr.cmds["BQ"], fmt.Sprintf("N,2,%d,M", min(lay.module, 10)); got != want {
 				t.Errorf("^BQ%s; want ^BQ%s", got, want)
 			}
 			if _, ok := qr.cmds["FH"]; !ok {
