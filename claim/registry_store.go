@@ -47,13 +47,9 @@ type deviceRecord struct {
 	Org            string    `json:"org,omitempty"`
 }
 
-func (r deviceRecord) device() Device {
-	return Device{
-		Serial: r.Serial, Model: r.Model, Station: r.Station,
-		IDevIDSerial: r.IDevIDSerial, IDevIDNotAfter: r.IDevIDNotAfter,
-		RegisteredAt: r.RegisteredAt, Generation: r.Generation, State: r.State, Org: r.Org,
-	}
-}
+// device returns the record as the API shows it. The two types have the
+// same fields today; should the stored one grow, this becomes a literal.
+func (r deviceRecord) device() Device { return Device(r) }
 
 // bucketDevices maps the gateway serial to its deviceRecord as JSON. The
 // prefix keeps it apart from other packages' buckets in the shared file.
