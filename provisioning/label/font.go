@@ -30,7 +30,7 @@ var fonts = sync.OnceValues(func() ([2]*opentype.Font, error) {
 // glyph is a rasterised glyph thresholded to one bit.
 type glyph struct {
 	x0, y0 int    // top-left of the bitmap relative to the dot on the baseline
-	w, h   int    //
+	w, h   int    // size of the bitmap
 	ink    []bool // w*h, row by row
 }
 
@@ -46,8 +46,13 @@ type glyphKey struct {
 var (
 	glyphs sync.Map // glyphKey -> *glyph
 	faceMu sync.Mutex
-	faces  = map[glyphKey]font.Face{} // r unused
+	faces  = map[faceKey]font.Face{}
 )
+
+type faceKey struct {
+	bold bool
+	size int
+}
 
 // getGlyph returns the glyph of r in Go Mono (Bold) at size dots per em.
 func getGlyph(bold bool, size int, r rune) (*glyph, error) {
@@ -60,7 +65,7 @@ func getGlyph(bold bool, size int, r rune) (*glyph, error) {
 	if g, ok := glyphs.Load(k); ok {
 		return g.(*glyph), nil
 	}
-	fk := glyphKey{bold: bold, size: size}
+	fk := faceKey{bold, size}
 	face := faces[fk]
 	if face == nil {
 		fs, err := fonts()

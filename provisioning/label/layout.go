@@ -22,7 +22,7 @@ const (
 	marginMM     = 1.0  // white border the printer may not reach
 	qrMaxShare   = 0.42 // at most this share of the width goes to the QR area
 	quietModules = 4    // ISO/IEC 18004 quiet zone
-	minModule    = 2    // dots; smaller modules do not scan reliably
+	minModule    = 3    // dots; smaller modules do not print or scan reliably
 	captionMM    = 1.6  // em size of the captions
 	valueMaxMM   = 3.0  // em size of the values at most
 	valueMinMM   = 1.3  // em size below which a value wraps instead of shrinking
