@@ -39,6 +39,11 @@ func (l Layout) Password() string { return filepath.Join(l.Dir, "secrets", "pass
 // AdminPassword returns the path of the first admin's password.
 func (l Layout) AdminPassword() string { return filepath.Join(l.Dir, "secrets", "admin_password") }
 
+// ClaimKey returns the path of the server key that claim codes and claim
+// secrets are derived from (package claim): losing it voids every printed
+// label, so it belongs in backups.
+func (l Layout) ClaimKey() string { return filepath.Join(l.Dir, "secrets", "claim_key") }
+
 // Stations returns the path of the station list.
 func (l Layout) Stations() string { return filepath.Join(l.Dir, "stations.json") }
 

@@ -48,6 +48,9 @@ func Init(ctx context.Context, dir string, opts InitOptions) (*InitResult, error
 	if err != nil {
 		return nil, err
 	}
+	if _, err := claim.LoadOrCreateClaimKey(l.ClaimKey()); err != nil {
+		return nil, err
+	}
 	pw, err := claim.GeneratePassword()
 	if err != nil {
 		return nil, err

@@ -126,6 +126,15 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	auditRevocations(ctx, auth.Revocations(), auditLog, log)
+	// Made by init; a data directory from before the registry gets it here.
+	claimKey, err := claim.LoadOrCreateClaimKey(ca.Layout{Dir: opts.Dir}.ClaimKey())
+	if err != nil {
+		return err
+	}
+	registry, err := claim.NewRegistry(st, claimKey, auditLog, claim.WithLogger(log))
+	if err != nil {
+		return err
+	}
 	tlsConfig, err := auth.TLSConfig(ctx)
 	if err != nil {
 		return err
@@ -135,6 +144,7 @@ func Run(ctx context.Context, opts Options) error {
 	accounts.Routes(api)
 	auth.RevocationRoutes(api, actor, accounts.RequireRole(claim.RoleOperator))
 	auditLog.Routes(api, accounts.RequireRole(claim.RoleOperator))
+	registry.Routes(api, stationAuth(auth), verifyBirthCert(auth), accounts.RequireRole(claim.RoleOperator), apiURL+"/v1/bootstrap")
 	auth.Routes(api)
 	apiSrv := &http.Server{
 		Handler:           api,
@@ -272,4 +282,27 @@ func writeFile(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// stationAuth authenticates a line station's registration: a one-time
+// token signed by its key for <api>/v1/devices.
+func stationAuth(auth *ca.Authority) claim.StationAuth {
+	return func(r *http.Request) (string, error) {
+		sr, err := auth.AuthenticateStation(r, "/v1/devices")
+		if err != nil {
+			return "", err
+		}
+		return sr.Station, nil
+	}
+}
+
+// verifyBirthCert checks the birth certificate a station registers.
+func verifyBirthCert(auth *ca.Authority) claim.CertVerifier {
+	return func(ctx context.Context, pemCert []byte) (claim.CertInfo, error) {
+		bc, err := auth.VerifyBirthCertificate(ctx, pemCert)
+		if err != nil {
+			return claim.CertInfo{}, err
+		}
+		return claim.CertInfo{Serial: bc.Serial, GatewaySerial: bc.Gateway, Station: bc.Station, NotAfter: bc.NotAfter}, nil
+	}
 }
