@@ -10,9 +10,10 @@
 //
 //   - SERIAL: the gateway serial, as in its certificates;
 //   - MODEL: the product name, if one is given;
-//   - CLAIM CODE: the label code, the gateway's single-use claim code, 16
-//     Crockford base32 symbols and a check symbol, shown
-//     XXXX-XXXX-XXXX-XXXX-C.
+//   - CLAIM CODE: the label code, the gateway's single-use claim code
+//     ([claim.LabelCode]), 16 Crockford base32 symbols and a check symbol,
+//     shown XXXX-XXXX-XXXX-XXXX-C; this package reads codes with
+//     [claim.ParseCode].
 //
 // The text is Go Mono, a monospaced font that tells 0 from O and 1 from l
 // and I, bold for the values, each as large as its line allows up to an em

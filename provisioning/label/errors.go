@@ -16,7 +16,9 @@ var ErrInvalidPayload = errors.New("invalid gwpki label payload")
 
 // ErrInvalidCode is returned, wrapped, by [Payload], [ParsePayload], [PNG],
 // [ZPL] and [SVG] when a label code is not 16 Crockford base32 symbols
-// followed by the matching check symbol. The error never repeats the code.
+// followed by the matching check symbol, as [claim.ParseCode] reads them; the
+// error wraps claim's too, [claim.ErrCodeTypo] when only the check symbol is
+// wrong. The error never repeats the code.
 var ErrInvalidCode = errors.New("invalid label code")
 
 // ErrInvalidLabel is returned, wrapped, by [Payload], [PNG], [ZPL] and [SVG]

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/gwpki/gwpki/ca"
+	"github.com/gwpki/gwpki/claim"
 )
 
 // PayloadPrefix starts every payload of this version. Readers match it
@@ -12,26 +13,9 @@ import (
 const PayloadPrefix = "GWPKI1:"
 
 const (
-	codeSymbols = 16 // Crockford base32 symbols before the check symbol
-	codeLen     = codeSymbols + 1
-	// shownCodeLen is the length of a code as shown: XXXX-XXXX-XXXX-XXXX-C.
-	shownCodeLen = codeLen + 4
+	codeLen      = 17 // symbols of a label code, the check symbol last
+	shownCodeLen = 21 // XXXX-XXXX-XXXX-XXXX-C
 )
-
-// crockford holds the symbols of Crockford's base32 in value order; the check
-// symbol may also take the values 32 to 36, written *, ~, $, = and U.
-const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ*~$=U"
-
-// symbolValue is the value of each canonical symbol, or -1.
-var symbolValue = func() (v [256]int8) {
-	for i := range v {
-		v[i] = -1
-	}
-	for i := range len(crockford) {
-		v[crockford[i]] = int8(i)
-	}
-	return v
-}()
 
 // Payload returns what a label's QR code encodes for the gateway serial and
 // its label code: "GWPKI1:" + serial + ":" + the 17 symbols of the code in
@@ -120,66 +104,21 @@ func otherVersion(s string) (string, bool) {
 }
 
 // normalizeCode returns the 17 canonical symbols of a label code given in any
-// accepted form: hyphens and spaces dropped, upper case, I and L read as 1 and
-// O as 0. It checks the symbols and the check symbol (the value of the 16
-// symbols modulo 37).
+// form [claim.ParseCode] accepts: hyphens and spaces dropped, upper case, I
+// and L read as 1 and O as 0, the check symbol checked. The error wraps
+// ErrInvalidCode and claim's, [claim.ErrCodeTypo] for a wrong check symbol.
 func normalizeCode(s string) (string, error) {
-	var b [codeLen]byte
-	n := 0
-	for i := range len(s) {
-		c := s[i]
-		switch {
-		case c == '-' || c == ' ':
-			continue
-		case c >= 'a' && c <= 'z':
-			c -= 'a' - 'A'
-		}
-		switch c {
-		case 'I', 'L':
-			c = '1'
-		case 'O':
-			c = '0'
-		}
-		if n == codeLen {
-			return "", fmt.Errorf("%w: longer than %d symbols", ErrInvalidCode, codeLen)
-		}
-		v := symbolValue[c]
-		switch {
-		case v < 0:
-			return "", fmt.Errorf("%w: a character that is not a Crockford base32 symbol", ErrInvalidCode)
-		case v >= 32 && n < codeSymbols:
-			return "", fmt.Errorf("%w: a check-only symbol (*~$=U) before the last position", ErrInvalidCode)
-		}
-		b[n] = c
-		n++
+	c, err := claim.ParseCode(s)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%w: %w", ErrInvalidCode, err)
+	case c.Kind != claim.CodeLabel:
+		return "", fmt.Errorf("%w: a %s code, not a label code", ErrInvalidCode, c.Kind)
 	}
-	if n != codeLen {
-		return "", fmt.Errorf("%w: %d symbols, want %d", ErrInvalidCode, n, codeLen)
-	}
-	if checkSymbol(string(b[:codeSymbols])) != b[codeSymbols] {
-		return "", fmt.Errorf("%w: the check symbol does not match (a typo?)", ErrInvalidCode)
-	}
-	return string(b[:]), nil
-}
-
-// checkSymbol returns Crockford's check symbol of canonical base32 symbols:
-// the number they write, modulo 37.
-func checkSymbol(symbols string) byte {
-	m := 0
-	for i := range len(symbols) {
-		m = (m*32 + int(symbolValue[symbols[i]])) % 37
-	}
-	return crockford[m]
+	return c.Symbols, nil
 }
 
 // formatCode writes 17 canonical symbols as shown: XXXX-XXXX-XXXX-XXXX-C.
 func formatCode(code string) string {
-	var b strings.Builder
-	b.Grow(shownCodeLen)
-	for i := 0; i < codeSymbols; i += 4 {
-		b.WriteString(code[i : i+4])
-		b.WriteByte('-')
-	}
-	b.WriteByte(code[codeSymbols])
-	return b.String()
+	return claim.Code{Kind: claim.CodeLabel, Symbols: code}.String()
 }

@@ -5,7 +5,25 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+
+	"github.com/gwpki/gwpki/claim"
 )
+
+// crockford holds the symbols of Crockford's base32 in value order, then the
+// check-only symbols of the values 32 to 36.
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ*~$=U"
+
+const codeSymbols = 16
+
+// checkSymbol returns Crockford's check symbol of canonical base32 symbols:
+// the number they write, modulo 37.
+func checkSymbol(symbols string) byte {
+	m := 0
+	for i := range len(symbols) {
+		m = (m*32 + strings.IndexByte(crockford, symbols[i])) % 37
+	}
+	return crockford[m]
+}
 
 // codeWithCheck completes 16 canonical symbols with their check symbol.
 func codeWithCheck(tb testing.TB, symbols string) string {
@@ -32,8 +50,9 @@ func codeEndingIn(tb testing.TB, prefix14 string, c byte) string {
 	return ""
 }
 
-// TestCheckSymbol compares checkSymbol with Crockford's definition worked out
-// with math/big: the number the symbols write, modulo 37.
+// TestCheckSymbol compares the tests' checkSymbol with Crockford's
+// definition worked out with math/big: the number the symbols write, modulo
+// 37.
 func TestCheckSymbol(t *testing.T) {
 	for _, s := range []string{"0000000000000000", "0123456789ABCDEF", "ZZZZZZZZZZZZZZZZ", "GHJKMNPQRSTVWXYZ", "0000000000000010"} {
 		n := new(big.Int)
@@ -44,6 +63,39 @@ func TestCheckSymbol(t *testing.T) {
 		if got := checkSymbol(s); got != want {
 			t.Errorf("checkSymbol(%q) = %c; want %c", s, got, want)
 		}
+	}
+}
+
+// TestClaimCodes checks that label codes as the claim package derives them go
+// through a payload and back unchanged, and that claim reads them back.
+func TestClaimCodes(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	for gen, serial := range []string{"GW-000001", "gw_2", "X", strings.Repeat("z", 64)} {
+		code := claim.LabelCode(key, serial, gen)
+		p, err := Payload(serial, code)
+		if err != nil {
+			t.Fatalf("Payload(%q, claim.LabelCode): %v", serial, err)
+		}
+		gotSerial, shown, err := ParsePayload(p)
+		if err != nil || gotSerial != serial || shown != code {
+			t.Fatalf("ParsePayload(%q) = %q, %q, %v; want %q, %q", p, gotSerial, shown, err, serial, code)
+		}
+		if c, err := claim.ParseCode(shown); err != nil || c.Kind != claim.CodeLabel || c.String() != code {
+			t.Errorf("claim.ParseCode(%q) = %v, %v; want the label code back", shown, c, err)
+		}
+		typo := []byte(code)
+		if typo[0] == '1' { // one symbol changed: the check must catch it
+			typo[0] = '2'
+		} else {
+			typo[0] = '1'
+		}
+		if _, _, err := ParsePayload("GWPKI1:" + serial + ":" + string(typo)); !errors.Is(err, ErrInvalidCode) || !errors.Is(err, claim.ErrCodeTypo) {
+			t.Errorf("ParsePayload with a typo in the code: error %v; want ErrInvalidCode and claim.ErrCodeTypo", err)
+		}
+	}
+	display := claim.FormatDisplay([]byte{1, 2, 3, 4, 5})
+	if _, err := Payload("GW-1", display); !errors.Is(err, ErrInvalidCode) {
+		t.Errorf("Payload with a display code: error %v; want ErrInvalidCode", err)
 	}
 }
 
