@@ -77,7 +77,9 @@ func (j *journal) prepare(serial, csrDir string) error {
 		return nil
 	}
 	keyPath := filepath.Join(dir, KeyFile)
-	if _, err := os.Stat(keyPath); err == nil {
+	// A key that does not read back was cut short by a crash before the
+	// group's sync, so no CSR of it was ever sent: a new one is safe.
+	if _, err := readKey(keyPath); err == nil {
 		return nil
 	}
 	key, _, err := NewGatewayKey(serial)
@@ -88,7 +90,32 @@ func (j *journal) prepare(serial, csrDir string) error {
 	if err != nil {
 		return err
 	}
-	return writeNew(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	tmp := keyPath + ".tmp"
+	if err := writeNew(tmp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, keyPath)
+}
+
+// readKey reads a gateway key from the journal.
+func readKey(path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%s: not PEM", path)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: not a signing key", path)
+	}
+	return signer, nil
 }
 
 // csr returns the gateway's CSR: made from its key in the journal, or read
@@ -97,23 +124,11 @@ func (j *journal) csr(serial, csrDir string) ([]byte, error) {
 	if csrDir != "" {
 		return readGatewayCSR(csrDir, serial)
 	}
-	data, err := os.ReadFile(filepath.Join(j.dir(serial), KeyFile))
+	key, err := readKey(filepath.Join(j.dir(serial), KeyFile))
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, fmt.Errorf("%s: not PEM", KeyFile)
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	signer, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, errors.New("journal key is not a signing key")
-	}
-	return GatewayCSR(serial, signer)
+	return GatewayCSR(serial, key)
 }
 
 // writeBundle writes the rest of the bundle into the gateway's work
