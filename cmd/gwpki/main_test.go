@@ -57,6 +57,7 @@ func TestScripts(t *testing.T) {
 			"mode":      cmdMode,
 			"tlscert":   cmdTLSCert,
 			"fetchcrl":  cmdFetchCRL,
+			"sleep":     cmdSleep,
 		},
 	})
 }
@@ -116,6 +117,17 @@ func cmdSetenvStdout(ts *testscript.TestScript, neg bool, args []string) {
 		out = m[1]
 	}
 	ts.Setenv(args[0], out)
+}
+
+// sleep DURATION: wait, for what the server picks up by polling (the
+// station list every 500 ms).
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	time.Sleep(d)
 }
 
 // fetchcrl [-listed] CERT FILE: download the CRL that CERT's distribution
