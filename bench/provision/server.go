@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	// startTimeout bounds how long gwpki serve may take to become ready.
+	startTimeout = 60 * time.Second
+	// stopTimeout is how long the server gets after SIGTERM before SIGKILL.
+	stopTimeout = 10 * time.Second
+	// stationName is the station the batches provision through.
+	stationName = "bench"
+)
+
+// server is a running `gwpki serve`.
+type server struct {
+	version string
+	apiURL  string // https://127.0.0.1:PORT
+	httpURL string // http://127.0.0.1:PORT
+	logPath string
+
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	waitErr error
+	stopped bool
+}
+
+// readyInfo is what `gwpki serve --ready-file` writes once it listens.
+type readyInfo struct {
+	APIURL  string `json:"api_url"`
+	HTTPURL string `json:"http_url"`
+	PID     int    `json:"pid"`
+}
+
+// buildGwpki builds ./cmd/gwpki of the module at root into dir.
+func buildGwpki(ctx context.Context, root, dir, version string) (string, error) {
+	bin := filepath.Join(dir, "gwpki")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "-ldflags", "-X main.version="+version, "./cmd/gwpki")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build gwpki: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// gwpkiVersion is the last word of `gwpki --version`.
+func gwpkiVersion(ctx context.Context, bin string) string {
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[len(f)-1]
+}
+
+// hasFlag reports whether `bin args... --help` mentions flag.
+func hasFlag(ctx context.Context, bin, flag string, args ...string) bool {
+	out, _ := exec.CommandContext(ctx, bin, append(args, "--help")...).CombinedOutput()
+	return bytes.Contains(out, []byte(flag))
+}
+
+// initGwpki creates gwpki's data directory and the "bench" station:
+// dataDir/station.json and its private JWK dataDir/bench.jwk.
+func initGwpki(ctx context.Context, bin, dataDir, work string) error {
+	if _, err := runQuiet(ctx, filepath.Join(work, "gwpki-init.log"), nil, bin,
+		"init", "--dir", dataDir, "--hostname", "127.0.0.1"); err != nil {
+		return err
+	}
+	_, err := runQuiet(ctx, filepath.Join(work, "gwpki-station.log"), nil, bin,
+		"station", "add", stationName, "--dir", dataDir,
+		"--out", filepath.Join(dataDir, "station.json"), "--jwk", filepath.Join(dataDir, stationName+".jwk"))
+	return err
+}
+
+// startGwpki starts `gwpki serve` on loopback ports chosen by the kernel,
+// with env added to its environment (GWPKI_CPUPROFILE), and waits for its
+// ready file and GET /healthz.
+func startGwpki(ctx context.Context, bin, dataDir, work string, env []string) (*server, error) {
+	readyFile := filepath.Join(work, "gwpki-ready.json")
+	os.Remove(readyFile)
+	args := []string{"serve", "--dir", dataDir,
+		"--api-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ready-file", readyFile}
+	if hasFlag(ctx, bin, "--mqtt-addr", "serve") {
+		// Never take the default MQTT port another gwpki on this machine may use.
+		args = append(args, "--mqtt-addr", "127.0.0.1:0")
+	}
+	logPath := filepath.Join(work, "gwpki-serve.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start gwpki serve: %w", err)
+	}
+	s := &server{logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		s.waitErr = cmd.Wait()
+		logFile.Close()
+		close(s.done)
+	}()
+	s.version = gwpkiVersion(ctx, bin)
+
+	deadline := time.Now().Add(startTimeout)
+	for {
+		var info readyInfo
+		b, err := os.ReadFile(readyFile)
+		if err == nil && json.Unmarshal(b, &info) == nil && info.APIURL != "" && info.HTTPURL != "" {
+			s.apiURL = strings.TrimSuffix(info.APIURL, "/")
+			s.httpURL = strings.TrimSuffix(info.HTTPURL, "/")
+			break
+		}
+		if s.exited() {
+			return nil, s.failure("exited before writing its ready file")
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			s.stop()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, s.failure(fmt.Sprintf("wrote no ready file in %s", startTimeout))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := s.waitHealthy(ctx); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitHealthy polls GET <http_url>/healthz until it answers 200.
+func (s *server) waitHealthy(ctx context.Context) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(startTimeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		if s.exited() {
+			return s.failure("exited before it was healthy")
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.httpURL+"/healthz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("GET /healthz: %s: %s", resp.Status, bytes.TrimSpace(body))
+		}
+		lastErr = err
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return s.failure(fmt.Sprintf("not healthy after %s: %v", startTimeout, lastErr))
+}
+
+// cpuTime is the CPU time (user and system, all threads) the server used so
+// far.
+func (s *server) cpuTime() (time.Duration, error) { return processCPUTime(s.cmd.Process.Pid) }
+
+// exited reports whether the process has ended.
+func (s *server) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM, waits up to stopTimeout, then sends SIGKILL.
+func (s *server) stop() error {
+	if s.stopped {
+		return nil
+	}
+	s.stopped = true
+	if s.exited() {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		return nil
+	case <-time.After(stopTimeout):
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+	return fmt.Errorf("gwpki serve did not stop within %s of SIGTERM; killed", stopTimeout)
+}
+
+// failure describes a server that did not start, with the end of its log.
+func (s *server) failure(what string) error {
+	state := "still running"
+	if s.exited() {
+		state = fmt.Sprintf("exited: %v", s.waitErr)
+	}
+	return fmt.Errorf("gwpki serve %s (%s); last lines of %s:\n%s", what, state, s.logPath, tail(s.logPath, 15))
+}
+
+// runQuiet runs a command, keeping its output in logPath; on failure the
+// error carries the end of that output. It returns the command's stdout.
+func runQuiet(ctx context.Context, logPath string, env []string, bin string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, both bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&stdout, &both)
+	cmd.Stderr = &both
+	err := cmd.Run()
+	if werr := os.WriteFile(logPath, both.Bytes(), 0o600); werr != nil && err == nil {
+		return nil, werr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, lastLines(both.String(), 15))
+	}
+	return stdout.Bytes(), nil
+}
+
+// moduleRoot finds the gwpki repository root from the working directory up.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/gwpki/gwpki\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the gwpki repository")
+		}
+		dir = parent
+	}
+}
+
+// gitDescribe is `git describe --always --dirty` of the repository at root.
+func gitDescribe(ctx context.Context, root string) string {
+	out, err := exec.CommandContext(ctx, "git", "-C", root, "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return lastLines(string(b), n)
+}
+
+func lastLines(s string, n int) string {
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, "  "+sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
