@@ -47,6 +47,9 @@ type result struct {
 	ServerCPUPerGatewayMS float64 `json:"server_cpu_per_gateway_ms"`
 	ClientCPUPerGatewayMS float64 `json:"command_cpu_per_gateway_ms"`
 	LoadAvg               string  `json:"loadavg_before"` // /proc/loadavg just before the command
+	// CreateUS is the CPU time, in µs, one file creation cost in the work
+	// directory just before the command (see fsprobe.go).
+	CreateUS float64 `json:"file_create_cpu_us"`
 }
 
 // report is what the benchmark prints and writes to its results file.
@@ -155,7 +158,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "provision: %d gateways per gwpki batch, %d for the shell loop, %d warm-up; build %s; %s, %d CPUs\n",
 		r.Gateways, r.ShellGateways, r.Warmup, r.Build, r.Host.CPU, r.Host.CPUs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\tlabels\tconc\tgateways\twall\tgateways/s\town/s\tbad\tCPU/gw: server\tcommand\tCPU: server\tcommand\tothers\t")
+	fmt.Fprintln(tw, "run\tlabels\tconc\tgateways\twall\tgateways/s\town/s\tbad\tCPU/gw: server\tcommand\tCPU: server\tcommand\tothers\tcreate\t")
 	for _, res := range r.Results {
 		conc, own := "1", "-"
 		if res.Concurrency > 0 {
@@ -164,15 +167,17 @@ func (r *report) print(w io.Writer) {
 		if res.OwnPerSec > 0 {
 			own = fmt.Sprintf("%.0f", res.OwnPerSec)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2fs\t%s\t%s\t%d\t%.2fms\t%.2fms\t%.2f\t%.2f\t%.2f\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2fs\t%s\t%s\t%d\t%.2fms\t%.2fms\t%.2f\t%.2f\t%.2f\t%.0fµs\t\n",
 			res.Name, res.Labels, conc, res.Gateways, res.WallSeconds, fmtRate(res.GatewaysPerSec), own, res.Bad,
-			res.ServerCPUPerGatewayMS, res.ClientCPUPerGatewayMS, res.ServerCPUCores, res.ClientCPUCores, res.OtherCPUCores)
+			res.ServerCPUPerGatewayMS, res.ClientCPUPerGatewayMS, res.ServerCPUCores, res.ClientCPUCores, res.OtherCPUCores,
+			res.CreateUS)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "gateways/s: gateways / wall time of the command, start to exit; own/s: gwpki provision's own summary; "+
 		"bad: gateways that failed the checks after the runs; CPU/gw: CPU time per gateway; CPU columns: cores used "+
 		"during the command by gwpki serve, by the command (the loop: bash and its step processes) and by every "+
-		"other process (of %d)\n", r.Host.CPUs)
+		"other process (of %d); create: CPU per file creation in the work directory just before the command "+
+		"(about 30µs; ten times that for minutes after many deletions on ext4 without a journal)\n", r.Host.CPUs)
 	fmt.Fprintln(w, "the shell loop makes a key and a birth certificate per gateway; gwpki provision also registers the "+
 		"gateway, gets its claim credentials, and writes its bundle (and label) durably and the manifest")
 	if r.Ratio > 0 {
