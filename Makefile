@@ -12,7 +12,7 @@ FUZZTIME ?= 20s
 STATICCHECK_VERSION := v0.8.2
 BENCHFLAGS ?=
 
-.PHONY: help build run test bench bench-ocsp fuzz lint fmt-check
+.PHONY: help build run test bench bench-ocsp bench-provision fuzz lint fmt-check
 
 help: ## show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -33,6 +33,9 @@ bench: ## install stock step-ca if missing, then benchmark issuance: gwpki vs st
 
 bench-ocsp: ## benchmark OCSP answers: gwpki's /ocsp vs openssl ocsp (BENCHFLAGS=...)
 	go run ./bench/ocsp $(BENCHFLAGS)
+
+bench-provision: ## benchmark gwpki provision vs a shell loop around step ca token/certificate (BENCHFLAGS=...)
+	go run ./bench/provision $(BENCHFLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME (default 20s) each
 	@scripts/fuzz.sh $(FUZZTIME)

@@ -9,7 +9,7 @@ import (
 )
 
 // File creation on ext4 without a journal (this benchmark's virtual machine)
-// costs about 30 µs of CPU, but ten to twenty times that for a few minutes
+// costs about 20 to 40 µs of CPU, but ten to twenty times that for a few minutes
 // after many files were deleted: the inode allocator skips, one by one, the
 // inodes freed in the last 60 seconds (360 while their inode table block is
 // not written back; recently_deleted in fs/ext4/ialloc.c). gwpki provision
@@ -18,8 +18,9 @@ import (
 // harness measures the cost before each timed command and waits for it to
 // fall.
 const (
-	probeFiles      = 200                    // files created per probe
-	createThreshold = 100 * time.Microsecond // CPU per file above which the file system is "slow"
+	probeDirs       = 50                    // directories of a probe, each with probeFiles files
+	probeFiles      = 4                     // as a bundle: key, certificate, root, gateway.json
+	createThreshold = 50 * time.Microsecond // CPU per file above which the file system is "slow"
 	probeInterval   = 15 * time.Second
 )
 
@@ -29,23 +30,33 @@ type fsProbe struct {
 	n   int // probes so far
 }
 
-// cost creates probeFiles files of 100 bytes in a new directory and returns
-// this program's CPU time per file; 0 where it cannot be measured. The
-// files stay: deleting them would slow the next creations.
+// cost creates probeDirs directories of probeFiles files of 600 bytes
+// each, as bundles are, and returns this program's CPU time per file (or
+// directory); 0 where it cannot be measured. They stay: deleting them would
+// slow the next creations.
 func (p *fsProbe) cost() (time.Duration, error) {
 	p.n++
-	dir := filepath.Join(p.dir, fmt.Sprint(p.n))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	base := filepath.Join(p.dir, fmt.Sprint(p.n))
+	if err := os.MkdirAll(p.dir, 0o700); err != nil {
 		return 0, err
 	}
-	data := make([]byte, 100)
+	data := make([]byte, 600)
 	cpu0 := selfCPUTime()
-	for i := range probeFiles {
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprint(i)), data, 0o600); err != nil {
+	if err := os.Mkdir(base, 0o700); err != nil {
+		return 0, err
+	}
+	for i := range probeDirs {
+		dir := filepath.Join(base, fmt.Sprint(i))
+		if err := os.Mkdir(dir, 0o700); err != nil {
 			return 0, err
 		}
+		for j := range probeFiles {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprint(j)), data, 0o600); err != nil {
+				return 0, err
+			}
+		}
 	}
-	return (selfCPUTime() - cpu0) / probeFiles, nil
+	return (selfCPUTime() - cpu0) / (probeDirs * (probeFiles + 1)), nil
 }
 
 // wait probes until a file creation costs at most createThreshold of CPU,

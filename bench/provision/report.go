@@ -177,7 +177,7 @@ func (r *report) print(w io.Writer) {
 		"bad: gateways that failed the checks after the runs; CPU/gw: CPU time per gateway; CPU columns: cores used "+
 		"during the command by gwpki serve, by the command (the loop: bash and its step processes) and by every "+
 		"other process (of %d); create: CPU per file creation in the work directory just before the command "+
-		"(about 30µs; ten times that for minutes after many deletions on ext4 without a journal)\n", r.Host.CPUs)
+		"(20 to 40µs; ten times that for minutes after many deletions on ext4 without a journal)\n", r.Host.CPUs)
 	fmt.Fprintln(w, "the shell loop makes a key and a birth certificate per gateway; gwpki provision also registers the "+
 		"gateway, gets its claim credentials, and writes its bundle (and label) durably and the manifest")
 	if r.Ratio > 0 {
