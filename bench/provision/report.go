@@ -46,6 +46,10 @@ type result struct {
 	// on a shared machine.
 	ServerCPUPerGatewayMS float64 `json:"server_cpu_per_gateway_ms"`
 	ClientCPUPerGatewayMS float64 `json:"command_cpu_per_gateway_ms"`
+	// ClientSysPerGatewayMS is the part of ClientCPUPerGatewayMS spent in
+	// the kernel: file creation, mostly, for gwpki provision (see
+	// fsprobe.go).
+	ClientSysPerGatewayMS float64 `json:"command_sys_cpu_per_gateway_ms"`
 	LoadAvg               string  `json:"loadavg_before"` // /proc/loadavg just before the command
 	// CreateUS is the CPU time, in µs, one file creation cost in the work
 	// directory just before the command (see fsprobe.go).
@@ -158,7 +162,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "provision: %d gateways per gwpki batch, %d for the shell loop, %d warm-up; build %s; %s, %d CPUs\n",
 		r.Gateways, r.ShellGateways, r.Warmup, r.Build, r.Host.CPU, r.Host.CPUs)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\tlabels\tconc\tgateways\twall\tgateways/s\town/s\tbad\tCPU/gw: server\tcommand\tCPU: server\tcommand\tothers\tcreate\t")
+	fmt.Fprintln(tw, "run\tlabels\tconc\tgateways\twall\tgateways/s\town/s\tbad\tCPU/gw: server\tcommand\t(sys)\tCPU: server\tcommand\tothers\tcreate\t")
 	for _, res := range r.Results {
 		conc, own := "1", "-"
 		if res.Concurrency > 0 {
@@ -167,14 +171,14 @@ func (r *report) print(w io.Writer) {
 		if res.OwnPerSec > 0 {
 			own = fmt.Sprintf("%.0f", res.OwnPerSec)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2fs\t%s\t%s\t%d\t%.2fms\t%.2fms\t%.2f\t%.2f\t%.2f\t%.0fµs\t\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2fs\t%s\t%s\t%d\t%.2fms\t%.2fms\t%.2fms\t%.2f\t%.2f\t%.2f\t%.0fµs\t\n",
 			res.Name, res.Labels, conc, res.Gateways, res.WallSeconds, fmtRate(res.GatewaysPerSec), own, res.Bad,
-			res.ServerCPUPerGatewayMS, res.ClientCPUPerGatewayMS, res.ServerCPUCores, res.ClientCPUCores, res.OtherCPUCores,
+			res.ServerCPUPerGatewayMS, res.ClientCPUPerGatewayMS, res.ClientSysPerGatewayMS, res.ServerCPUCores, res.ClientCPUCores, res.OtherCPUCores,
 			res.CreateUS)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "gateways/s: gateways / wall time of the command, start to exit; own/s: gwpki provision's own summary; "+
-		"bad: gateways that failed the checks after the runs; CPU/gw: CPU time per gateway; CPU columns: cores used "+
+		"bad: gateways that failed the checks after the runs; CPU/gw: CPU time per gateway (sys: the command's in the kernel); CPU columns: cores used "+
 		"during the command by gwpki serve, by the command (the loop: bash and its step processes) and by every "+
 		"other process (of %d); create: CPU per file creation in the work directory just before the command "+
 		"(20 to 40µs; ten times that for minutes after many deletions on ext4 without a journal)\n", r.Host.CPUs)

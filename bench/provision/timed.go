@@ -35,6 +35,7 @@ func (b batch) serials() []string {
 type window struct {
 	wall      time.Duration // from start to exit of the command
 	cmdCPU    time.Duration // the command's CPU, its waited-for children included
+	cmdSys    time.Duration // of which in the kernel
 	serverCPU time.Duration
 	serverOK  bool
 	selfCPU   time.Duration // this program's
@@ -82,6 +83,7 @@ func timeCommand(ctx context.Context, srv *server, logPath string, env []string,
 		// wait4's usage: the command's own and that of the children it
 		// waited for (the step processes of the shell loop).
 		w.cmdCPU = ps.UserTime() + ps.SystemTime()
+		w.cmdSys = ps.SystemTime()
 	}
 	w.serverCPU, w.serverOK = cpu1-cpu0, cpuErr0 == nil && cpuErr1 == nil
 	w.selfCPU = self1 - self0
@@ -99,6 +101,7 @@ func (r *result) fill(w *window, gateways int) {
 	r.LoadAvg = w.loadAvg
 	r.ClientCPUCores = w.cmdCPU.Seconds() / wall
 	r.ClientCPUPerGatewayMS = ms(w.cmdCPU) / float64(gateways)
+	r.ClientSysPerGatewayMS = ms(w.cmdSys) / float64(gateways)
 	if w.serverOK {
 		r.ServerCPUCores = w.serverCPU.Seconds() / wall
 		r.ServerCPUPerGatewayMS = ms(w.serverCPU) / float64(gateways)
