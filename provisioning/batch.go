@@ -2,6 +2,7 @@ package provisioning
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -9,9 +10,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,7 +29,7 @@ type BatchOptions struct {
 	Out         string   // the output directory: one bundle per gateway, the journal, the manifest
 	CSRDir      string   // the gateways' own CSRs (<serial>.csr or .pem); no key is made or kept
 	Labels      []string // label formats: png, zpl, svg
-	Concurrency int      // requests in flight (default 16)
+	Concurrency int      // requests in flight (default 64)
 	Reissue     bool     // replace the birth certificate of gateways already provisioned
 	// Progress, when set, is called after each gateway, from one goroutine.
 	Progress func(Progress)
@@ -72,7 +75,7 @@ func (s Summary) Rate() float64 {
 func RunBatch(ctx context.Context, o BatchOptions) (Summary, error) {
 	start := time.Now()
 	if o.Concurrency <= 0 {
-		o.Concurrency = 16
+		o.Concurrency = 64
 	}
 	todo, skipped, err := planBatch(o)
 	if err != nil {
@@ -178,10 +181,9 @@ type batch struct {
 // then the requests, then the bundles made durable and moved into place
 // together. It returns the first refusal, or the parent context's error.
 func (b *batch) runGroup(parent context.Context, serials []string, start time.Time) error {
-	for _, s := range serials {
-		if err := b.j.prepare(s, b.opts.CSRDir); err != nil {
-			return err
-		}
+	keys, err := b.prepareKeys(serials)
+	if err != nil {
+		return err
 	}
 	if err := b.j.sync(); err != nil {
 		return err
@@ -198,7 +200,7 @@ func (b *batch) runGroup(parent context.Context, serials []string, start time.Ti
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				if results[i] = b.provision(ctx, serials[i]); results[i] != nil {
+				if results[i] = b.provision(ctx, serials[i], keys[i]); results[i] != nil {
 					stop()
 				}
 			}
@@ -258,10 +260,30 @@ feed:
 	return first
 }
 
+// prepareKeys readies the journal entries of a group, on every CPU: key
+// generation is most of a station's own work.
+func (b *batch) prepareKeys(serials []string) ([]crypto.Signer, error) {
+	keys := make([]crypto.Signer, len(serials))
+	errs := make([]error, len(serials))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(serials); i = int(next.Add(1)) - 1 {
+				keys[i], errs[i] = b.j.prepare(serials[i], b.opts.CSRDir)
+			}
+		}()
+	}
+	wg.Wait()
+	return keys, errors.Join(errs...)
+}
+
 // provision does the requests for one gateway whose key is in the journal,
 // and writes its bundle there.
-func (b *batch) provision(ctx context.Context, serial string) error {
-	csr, err := b.j.csr(serial, b.opts.CSRDir)
+func (b *batch) provision(ctx context.Context, serial string, key crypto.Signer) error {
+	csr, err := csrFor(serial, b.opts.CSRDir, key)
 	if err != nil {
 		return err
 	}

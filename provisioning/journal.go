@@ -3,6 +3,9 @@ package provisioning
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -65,36 +68,36 @@ func bundleComplete(out, serial string) bool {
 }
 
 // prepare makes sure the gateway's work directory exists and, unless the
-// gateway brings its own CSR, holds its key: a key already there (from a
-// run that crashed) is kept, so the CA answers the certificate it issued
-// for it.
-func (j *journal) prepare(serial, csrDir string) error {
+// gateway brings its own CSR (then it returns nil), holds its key, which it
+// returns: a key already there (from a run that crashed) is kept, so the
+// CA answers the certificate it issued for it.
+func (j *journal) prepare(serial, csrDir string) (crypto.Signer, error) {
 	dir := j.dir(serial)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	if csrDir != "" {
-		return nil
+		return nil, nil
 	}
 	keyPath := filepath.Join(dir, KeyFile)
 	// A key that does not read back was cut short by a crash before the
 	// group's sync, so no CSR of it was ever sent: a new one is safe.
-	if _, err := readKey(keyPath); err == nil {
-		return nil
+	if key, err := readKey(keyPath); err == nil {
+		return key, nil
 	}
-	key, _, err := NewGatewayKey(serial)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("generate gateway key: %w", err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tmp := keyPath + ".tmp"
 	if err := writeNew(tmp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		return err
+		return nil, err
 	}
-	return os.Rename(tmp, keyPath)
+	return key, os.Rename(tmp, keyPath)
 }
 
 // readKey reads a gateway key from the journal.
@@ -118,15 +121,11 @@ func readKey(path string) (crypto.Signer, error) {
 	return signer, nil
 }
 
-// csr returns the gateway's CSR: made from its key in the journal, or read
-// from the CSR directory.
-func (j *journal) csr(serial, csrDir string) ([]byte, error) {
+// csr returns the gateway's CSR: made from its key, or read from the CSR
+// directory.
+func csrFor(serial, csrDir string, key crypto.Signer) ([]byte, error) {
 	if csrDir != "" {
 		return readGatewayCSR(csrDir, serial)
-	}
-	key, err := readKey(filepath.Join(j.dir(serial), KeyFile))
-	if err != nil {
-		return nil, err
 	}
 	return GatewayCSR(serial, key)
 }

@@ -46,7 +46,7 @@ func (o *provisionOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.start, "start", 1, "first number with --serial-prefix")
 	fs.StringVar(&o.serialsFile, "serials", "", "file with one serial per line (# comments and blank lines ignored)")
 	fs.StringVar(&o.model, "model", "gateway", "gateway model, recorded and printed on the label (1 to 32 characters)")
-	fs.IntVar(&o.concurrency, "concurrency", 16, "requests in flight")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "requests in flight")
 	fs.StringVar(&o.labels, "label", "", "label formats to write, comma-separated: png, zpl, svg")
 	fs.StringVar(&o.csrDir, "csr-dir", "", "the gateways' own CSRs, DIR/<serial>.csr: no key is made on the station")
 	fs.BoolVar(&o.reissue, "reissue", false, "replace the birth certificate of gateways provisioned before (the old one is revoked)")
