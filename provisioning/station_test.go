@@ -96,6 +96,18 @@ func TestTokenClaims(t *testing.T) {
 	if _, err := s.Token("GW/1", SignURL("https://ca"), now); err == nil {
 		t.Error("Token accepted the serial GW/1")
 	}
+	reissue, err := s.Token("GW-1", SignURL("https://ca:8443/"), now, tokenReissue(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwt, err = jose.ParseSigned(reissue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rc tokenClaims
+	if err := jwt.Claims(&pub, &rc); err != nil || !rc.Reissue || jwt.Headers[0].KeyID != key.KeyID {
+		t.Errorf("reissue token: %v, reissue %v, kid %q; want it to verify, ask for a reissue, name the key", err, rc.Reissue, jwt.Headers[0].KeyID)
+	}
 }
 
 func TestGatewayCSR(t *testing.T) {
