@@ -28,6 +28,8 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"github.com/gwpki/gwpki/bench/internal/proc"
 )
 
 func main() {
@@ -250,12 +252,12 @@ func benchServer(ctx context.Context, srv *server, ca *caMaterial, o *options, l
 	logf("%s: timed run, %d requests, %d workers", srv.name, len(timed), o.c)
 	load := loadAvg()
 	cpu0, cpuErr := srv.cpuTime()
-	self0 := selfCPUTime()
-	busy0, busyErr := machineBusyTime()
+	self0 := proc.SelfCPUTime()
+	busy0, busyErr := proc.MachineBusyTime()
 	l := runLoad(ctx, client, timed, o.c)
 	cpu1, cpuErr1 := srv.cpuTime()
-	self1 := selfCPUTime()
-	busy1, busyErr1 := machineBusyTime()
+	self1 := proc.SelfCPUTime()
+	busy1, busyErr1 := proc.MachineBusyTime()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/proc"
 )
 
 const (
@@ -49,7 +51,7 @@ func startProcess(name, bin, logPath string, args ...string) (*server, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = proc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -91,7 +93,7 @@ func (s *server) stop() error {
 
 // cpuTime is the CPU time (user and system, all threads) the server used so far.
 func (s *server) cpuTime() (time.Duration, error) {
-	return processCPUTime(s.cmd.Process.Pid)
+	return proc.ProcessCPUTime(s.cmd.Process.Pid)
 }
 
 // failure describes a server that did not start, with the end of its log.

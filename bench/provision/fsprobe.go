@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/proc"
 )
 
 // File creation on ext4 without a journal (this benchmark's virtual machine)
@@ -41,7 +43,7 @@ func (p *fsProbe) cost() (time.Duration, error) {
 		return 0, err
 	}
 	data := make([]byte, 600)
-	cpu0 := selfCPUTime()
+	cpu0 := proc.SelfCPUTime()
 	if err := os.Mkdir(base, 0o700); err != nil {
 		return 0, err
 	}
@@ -56,7 +58,7 @@ func (p *fsProbe) cost() (time.Duration, error) {
 			}
 		}
 	}
-	return (selfCPUTime() - cpu0) / (probeDirs * (probeFiles + 1)), nil
+	return (proc.SelfCPUTime() - cpu0) / (probeDirs * (probeFiles + 1)), nil
 }
 
 // wait probes until a file creation costs at most createThreshold of CPU,

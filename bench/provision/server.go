@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/proc"
 )
 
 const (
@@ -110,7 +112,7 @@ func startGwpki(ctx context.Context, bin, dataDir, work string, env []string) (*
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = proc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start gwpki serve: %w", err)
@@ -184,7 +186,7 @@ func (s *server) waitHealthy(ctx context.Context) error {
 
 // cpuTime is the CPU time (user and system, all threads) the server used so
 // far.
-func (s *server) cpuTime() (time.Duration, error) { return processCPUTime(s.cmd.Process.Pid) }
+func (s *server) cpuTime() (time.Duration, error) { return proc.ProcessCPUTime(s.cmd.Process.Pid) }
 
 // exited reports whether the process has ended.
 func (s *server) exited() bool {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/proc"
 )
 
 // batch is one run of gateways: serials PREFIX + 6 digits from start.
@@ -59,18 +61,18 @@ func timeCommand(ctx context.Context, srv *server, logPath string, env []string,
 	cmd.Stdout = &stdout
 	cmd.Stderr = logFile
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr = proc.SysProcAttr()
 
 	w := &window{loadAvg: loadAvg()}
 	cpu0, cpuErr0 := srv.cpuTime()
-	self0 := selfCPUTime()
-	busy0, busyErr0 := machineBusyTime()
+	self0 := proc.SelfCPUTime()
+	busy0, busyErr0 := proc.MachineBusyTime()
 	start := time.Now()
 	err = cmd.Run()
 	w.wall = time.Since(start)
 	cpu1, cpuErr1 := srv.cpuTime()
-	self1 := selfCPUTime()
-	busy1, busyErr1 := machineBusyTime()
+	self1 := proc.SelfCPUTime()
+	busy1, busyErr1 := proc.MachineBusyTime()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

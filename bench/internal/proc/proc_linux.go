@@ -1,4 +1,7 @@
-package main
+// Package proc reads what the benchmark harnesses report about CPU use,
+// from /proc: a process's CPU time, the harness's own, the whole
+// machine's, and starts child processes that die with the harness.
+package proc
 
 import (
 	"fmt"
@@ -12,13 +15,13 @@ import (
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times (100 on Linux).
 const clockTicks = 100
 
-// sysProcAttr makes the kernel kill a server if this program dies first.
-func sysProcAttr() *syscall.SysProcAttr {
+// SysProcAttr makes the kernel kill a child process if this program dies first.
+func SysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 }
 
-// processCPUTime returns the user plus system CPU time of every thread of pid.
-func processCPUTime(pid int) (time.Duration, error) {
+// ProcessCPUTime returns the user plus system CPU time of every thread of pid.
+func ProcessCPUTime(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
@@ -42,8 +45,8 @@ func processCPUTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
-// selfCPUTime returns this program's user plus system CPU time.
-func selfCPUTime() time.Duration {
+// SelfCPUTime returns this program's user plus system CPU time.
+func SelfCPUTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
@@ -51,9 +54,9 @@ func selfCPUTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// machineBusyTime returns the CPU time all processors have spent busy (not
+// MachineBusyTime returns the CPU time all processors have spent busy (not
 // idle nor waiting for I/O) since boot, from /proc/stat.
-func machineBusyTime() (time.Duration, error) {
+func MachineBusyTime() (time.Duration, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, err

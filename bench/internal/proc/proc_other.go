@@ -1,6 +1,6 @@
 //go:build !linux
 
-package main
+package proc
 
 import (
 	"errors"
@@ -8,14 +8,14 @@ import (
 	"time"
 )
 
-func sysProcAttr() *syscall.SysProcAttr { return nil }
+func SysProcAttr() *syscall.SysProcAttr { return nil }
 
-func processCPUTime(int) (time.Duration, error) {
+func ProcessCPUTime(int) (time.Duration, error) {
 	return 0, errors.New("process CPU time is read from /proc on Linux only")
 }
 
-func selfCPUTime() time.Duration { return 0 }
+func SelfCPUTime() time.Duration { return 0 }
 
-func machineBusyTime() (time.Duration, error) {
+func MachineBusyTime() (time.Duration, error) {
 	return 0, errors.New("machine CPU time is read from /proc on Linux only")
 }
