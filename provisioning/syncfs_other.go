@@ -4,7 +4,6 @@ package provisioning
 
 import (
 	"io/fs"
-	"os"
 	"path/filepath"
 )
 
