@@ -220,30 +220,18 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 		return nil, a.spendToken(expiry, body.OTT, err)
 	}
 	serial := csr.Subject.CommonName
-	// One birth certificate per gateway: the same key again gets the
-	// certificate it already has (a line station finishing a batch after a
-	// crash, reissue or not), another key only with a reissue token.
-	var replaces string
-	switch current, err := a.db.BirthCertificate(serial); {
-	case errors.Is(err, ErrCertificateNotFound):
+	same, replaces, err := a.currentBirthCert(serial, csr, claims.Reissue)
+	switch {
+	case errors.Is(err, errBirthCertConflict):
+		return nil, a.spendToken(expiry, body.OTT, errs.New(http.StatusConflict,
+			"gateway %s already has a birth certificate (serial %s) for another key; a reissue token replaces it", serial, replaces))
 	case err != nil:
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "look up birth certificate")
-	default:
-		leaf, err := x509.ParseCertificate(current.DER)
-		if err != nil {
-			return nil, errs.Wrap(http.StatusInternalServerError, err, "parse stored birth certificate")
+	case same != nil:
+		if err := a.spendToken(expiry, body.OTT, nil); err != nil {
+			return nil, err
 		}
-		switch {
-		case bytes.Equal(leaf.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo):
-			if err := a.spendToken(expiry, body.OTT, nil); err != nil {
-				return nil, err
-			}
-			return append([]*x509.Certificate{leaf}, a.issuer.CertificateChain...), nil
-		case !claims.Reissue:
-			return nil, a.spendToken(expiry, body.OTT, errs.New(http.StatusConflict,
-				"gateway %s already has a birth certificate (serial %s) for another key; a reissue token replaces it", serial, current.Serial))
-		}
-		replaces = current.Serial
+		return append([]*x509.Certificate{same}, a.issuer.CertificateChain...), nil
 	}
 	ext, err := (&provisioner.Extension{Type: provisioner.TypeJWK, Name: p.Name, CredentialID: p.Key.KeyID}).ToExtension()
 	if err != nil {
@@ -273,6 +261,36 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "store certificate")
 	}
 	return chain, nil
+}
+
+// errBirthCertConflict is currentBirthCert's "another key, no reissue".
+var errBirthCertConflict = errors.New("gateway has a birth certificate for another key")
+
+// currentBirthCert applies "one birth certificate per gateway" to a request
+// for csr: when the gateway's current birth certificate is for the same key
+// it returns it as same (a line station finishing a batch after a crash
+// gets what it was issued, reissue or not); for another key it returns
+// that certificate's serial as replaces, with errBirthCertConflict unless
+// the token asks for a reissue.
+func (a *Authority) currentBirthCert(gateway string, csr *x509.CertificateRequest, reissue bool) (same *x509.Certificate, replaces string, err error) {
+	current, err := a.db.BirthCertificate(gateway)
+	switch {
+	case errors.Is(err, ErrCertificateNotFound):
+		return nil, "", nil
+	case err != nil:
+		return nil, "", err
+	}
+	leaf, err := x509.ParseCertificate(current.DER)
+	if err != nil {
+		return nil, "", fmt.Errorf("parse stored birth certificate: %w", err)
+	}
+	switch {
+	case bytes.Equal(leaf.RawSubjectPublicKeyInfo, csr.RawSubjectPublicKeyInfo):
+		return leaf, "", nil
+	case !reissue:
+		return nil, current.Serial, errBirthCertConflict
+	}
+	return nil, current.Serial, nil
 }
 
 // checkIDevIDRequest checks the CSR against the token and the profile.
