@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/gwpki/gwpki/bench/internal/harness"
+
 	"github.com/gwpki/gwpki/bench/internal/proc"
 )
 
@@ -120,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "issuance: "+format+"\n", a...) }
 
-	root, rootErr := moduleRoot()
+	root, rootErr := harness.ModuleRoot()
 	if o.outDir == "" {
 		if rootErr != nil {
 			return fmt.Errorf("find the results directory: %w (give -out)", rootErr)
@@ -149,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("find the gwpki source: %w (give -gwpki)", rootErr)
 			}
 			logf("building gwpki")
-			if gwpkiBin, err = buildGwpki(ctx, root, filepath.Join(work, "bin")); err != nil {
+			if gwpkiBin, err = harness.BuildGwpki(ctx, root, filepath.Join(work, "bin")); err != nil {
 				return err
 			}
 		}
@@ -250,7 +252,7 @@ func benchServer(ctx context.Context, srv *server, ca *caMaterial, o *options, l
 	}
 
 	logf("%s: timed run, %d requests, %d workers", srv.name, len(timed), o.c)
-	load := loadAvg()
+	load := harness.LoadAvg()
 	cpu0, cpuErr := srv.cpuTime()
 	self0 := proc.SelfCPUTime()
 	busy0, busyErr := proc.MachineBusyTime()

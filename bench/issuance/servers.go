@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -10,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/harness"
 
 	"github.com/gwpki/gwpki/bench/internal/proc"
 )
@@ -102,7 +102,7 @@ func (s *server) failure(what string) error {
 	if s.exited() {
 		state = fmt.Sprintf("exited: %v", s.waitErr)
 	}
-	return fmt.Errorf("%s %s (%s); last lines of %s:\n%s", s.name, what, state, s.logPath, tail(s.logPath, 15))
+	return fmt.Errorf("%s %s (%s); last lines of %s:\n%s", s.name, what, state, s.logPath, harness.Tail(s.logPath, 15))
 }
 
 // waitHealthy polls GET url/health until it answers 200, the process exits,
@@ -143,21 +143,6 @@ func getHealth(ctx context.Context, client *http.Client, url string) error {
 	return nil
 }
 
-// buildGwpki builds ./cmd/gwpki of the module at root into dir.
-func buildGwpki(ctx context.Context, root, dir string) (string, error) {
-	bin := filepath.Join(dir, "gwpki")
-	version := "bench"
-	if out, err := exec.CommandContext(ctx, "git", "-C", root, "describe", "--always", "--dirty").Output(); err == nil {
-		version = strings.TrimSpace(string(out))
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "-ldflags", "-X main.version="+version, "./cmd/gwpki")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build gwpki: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
 // runQuiet runs a command, keeping its output in logPath; on failure the
 // error carries the end of that output.
 func runQuiet(ctx context.Context, logPath, bin string, args ...string) error {
@@ -166,7 +151,7 @@ func runQuiet(ctx context.Context, logPath, bin string, args ...string) error {
 		return werr
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, lastLines(string(out), 15))
+		return fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, harness.LastLines(string(out), 15))
 	}
 	return nil
 }
@@ -295,7 +280,7 @@ func startStepCA(ctx context.Context, bin string, ca *caMaterial, work string) (
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := harness.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -337,16 +322,6 @@ func startStepCA(ctx context.Context, bin string, ca *caMaterial, work string) (
 	return s, nil
 }
 
-// freePort asks the kernel for a free loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // healthClient is a short-lived client for readiness checks.
 func healthClient(ca *caMaterial) *http.Client {
 	return &http.Client{
@@ -356,45 +331,4 @@ func healthClient(ca *caMaterial) *http.Client {
 			DisableKeepAlives: true,
 		},
 	}
-}
-
-// moduleRoot finds the gwpki repository root from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/gwpki/gwpki\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the gwpki repository")
-		}
-		dir = parent
-	}
-}
-
-// tail returns the last n lines of the file at path.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	return lastLines(string(b), n)
-}
-
-func lastLines(s string, n int) string {
-	var lines []string
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		lines = append(lines, "  "+sc.Text())
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

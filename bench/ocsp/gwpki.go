@@ -20,27 +20,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gwpki/gwpki/bench/internal/harness"
+
 	"github.com/gwpki/gwpki/ca"
 	"github.com/gwpki/gwpki/provisioning"
 )
 
 // stationName is the station the birth certificates are issued through.
 const stationName = "bench"
-
-// buildGwpki builds ./cmd/gwpki of the module at root into dir.
-func buildGwpki(ctx context.Context, root, dir string) (string, error) {
-	bin := filepath.Join(dir, "gwpki")
-	version := "bench"
-	if out, err := exec.CommandContext(ctx, "git", "-C", root, "describe", "--always", "--dirty").Output(); err == nil {
-		version = strings.TrimSpace(string(out))
-	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "-ldflags", "-X main.version="+version, "./cmd/gwpki")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build gwpki: %w\n%s", err, out)
-	}
-	return bin, nil
-}
 
 func gwpkiVersion(ctx context.Context, bin string) string {
 	out, err := exec.CommandContext(ctx, bin, "--version").Output()
@@ -63,11 +50,11 @@ func hasFlag(ctx context.Context, bin, flag string, args ...string) bool {
 // initGwpki creates gwpki's data directory and the "bench" station
 // (dataDir/station.json).
 func initGwpki(ctx context.Context, bin, dataDir, work string) error {
-	if _, err := runQuiet(ctx, filepath.Join(work, "gwpki-init.log"), nil, bin,
+	if _, err := harness.RunQuiet(ctx, filepath.Join(work, "gwpki-init.log"), nil, bin,
 		"init", "--dir", dataDir, "--hostname", "127.0.0.1"); err != nil {
 		return err
 	}
-	_, err := runQuiet(ctx, filepath.Join(work, "gwpki-station.log"), nil, bin,
+	_, err := harness.RunQuiet(ctx, filepath.Join(work, "gwpki-station.log"), nil, bin,
 		"station", "add", stationName, "--dir", dataDir,
 		"--out", filepath.Join(dataDir, "station.json"), "--jwk", filepath.Join(dataDir, stationName+".jwk"))
 	return err
@@ -281,14 +268,14 @@ func issueOne(ctx context.Context, client *http.Client, station *provisioning.St
 func revokeGateways(ctx context.Context, bin, apiURL, dataDir, work string, certs []*issued, which []int) error {
 	env := []string{"GWPKI_CONFIG_DIR=" + filepath.Join(work, "config")}
 	layout := ca.Layout{Dir: dataDir}
-	if _, err := runQuiet(ctx, filepath.Join(work, "gwpki-login.log"), env, bin, "login",
+	if _, err := harness.RunQuiet(ctx, filepath.Join(work, "gwpki-login.log"), env, bin, "login",
 		"--server", apiURL, "--root", filepath.Join(dataDir, "certs", "root_ca.crt"),
 		"--user", "admin", "--password-file", layout.AdminPassword()); err != nil {
 		return err
 	}
 	for _, i := range which {
 		c := certs[i]
-		out, err := runQuiet(ctx, filepath.Join(work, "gwpki-revoke.log"), env, bin, "revoke", c.gateway, "--json")
+		out, err := harness.RunQuiet(ctx, filepath.Join(work, "gwpki-revoke.log"), env, bin, "revoke", c.gateway, "--json")
 		if err != nil {
 			return err
 		}

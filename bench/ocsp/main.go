@@ -39,6 +39,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/harness"
 )
 
 func main() {
@@ -158,7 +160,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "ocsp: "+format+"\n", a...) }
 
-	root, rootErr := moduleRoot()
+	root, rootErr := harness.ModuleRoot()
 	if o.outDir == "" {
 		if rootErr != nil {
 			return fmt.Errorf("find the results directory: %w (give -out)", rootErr)
@@ -195,7 +197,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("find the gwpki source: %w (give -gwpki)", rootErr)
 		}
 		logf("building gwpki")
-		if gwpkiBin, err = buildGwpki(ctx, root, filepath.Join(work, "bin")); err != nil {
+		if gwpkiBin, err = harness.BuildGwpki(ctx, root, filepath.Join(work, "bin")); err != nil {
 			return err
 		}
 	}
@@ -337,7 +339,7 @@ func benchServer(ctx context.Context, srv *server, reqs [][]byte, n int, certs [
 
 	sample := min(n, 2*len(certs))
 	logf("%s: timed run, %d requests, %d connections", srv.name, n, o.c)
-	load := loadAvg()
+	load := harness.LoadAvg()
 	cpu0, cpuErr := srv.cpuTime()
 	self0 := selfCPUTime()
 	busy0, busyErr := machineBusyTime()

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gwpki/gwpki/bench/internal/harness"
+
 	"go.step.sm/crypto/pemutil"
 )
 
@@ -124,7 +126,7 @@ func asn1Time(t time.Time) string { return t.UTC().Format("060102150405Z") }
 // workers forked processes (-multi), each signing every answer (-nmin 60,
 // the validity of gwpki's answers).
 func startOpenSSL(ctx context.Context, bin string, f *opensslFiles, workers int, work string) (*server, error) {
-	port, err := freePort()
+	port, err := harness.FreePort()
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/harness"
 )
 
 // Targets of issue 3 for gwpki's responder on this 2-core machine.
@@ -59,20 +61,11 @@ func newResult(s *server, l *loadRun) *result {
 		Connections: l.dials,
 		WallSeconds: l.wall.Seconds(),
 		RespPerSec:  float64(ok) / l.wall.Seconds(),
-		P50MS:       ms(percentile(lat, 0.50)),
-		P90MS:       ms(percentile(lat, 0.90)),
-		P99MS:       ms(percentile(lat, 0.99)),
-		MaxMS:       ms(percentile(lat, 1)),
+		P50MS:       ms(harness.Percentile(lat, 0.50)),
+		P90MS:       ms(harness.Percentile(lat, 0.90)),
+		P99MS:       ms(harness.Percentile(lat, 0.99)),
+		MaxMS:       ms(harness.Percentile(lat, 1)),
 	}
-}
-
-// percentile returns the nearest-rank p-quantile of sorted latencies.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted))*p+0.999999) - 1
-	return sorted[max(0, min(i, len(sorted)-1))]
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -217,15 +210,4 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
-}
-
-// loadAvg returns the first three fields of /proc/loadavg: the machine is
-// shared, and a busy one skews the numbers.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	return strings.Join(f[:min(3, len(f))], " ")
 }

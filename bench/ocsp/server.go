@@ -1,19 +1,14 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/harness"
 )
 
 const (
@@ -111,7 +106,7 @@ func (s *server) failure(what string) error {
 	if s.exited() {
 		state = fmt.Sprintf("exited: %v", s.waitErr)
 	}
-	return fmt.Errorf("%s %s (%s); last lines of %s:\n%s", s.name, what, state, s.logPath, tail(s.logPath, 15))
+	return fmt.Errorf("%s %s (%s); last lines of %s:\n%s", s.name, what, state, s.logPath, harness.Tail(s.logPath, 15))
 }
 
 // waitReady sends probe (a real OCSP request: openssl ocsp wedges on a
@@ -144,73 +139,4 @@ func (s *server) waitReady(ctx context.Context, probe []byte) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return s.failure(fmt.Sprintf("did not answer in %s: %v", startTimeout, lastErr))
-}
-
-// freePort asks the kernel for a free TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// runQuiet runs a command, keeping its output in logPath; on failure the
-// error carries the end of that output. It returns the command's stdout.
-func runQuiet(ctx context.Context, logPath string, env []string, bin string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, both bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&stdout, &both)
-	cmd.Stderr = &both
-	err := cmd.Run()
-	if werr := os.WriteFile(logPath, both.Bytes(), 0o600); werr != nil && err == nil {
-		return nil, werr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, lastLines(both.String(), 15))
-	}
-	return stdout.Bytes(), nil
-}
-
-// moduleRoot finds the gwpki repository root from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/gwpki/gwpki\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the gwpki repository")
-		}
-		dir = parent
-	}
-}
-
-// tail returns the last n lines of the file at path.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	return lastLines(string(b), n)
-}
-
-func lastLines(s string, n int) string {
-	var lines []string
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		lines = append(lines, "  "+sc.Text())
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

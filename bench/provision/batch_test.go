@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gwpki/gwpki/bench/internal/harness"
+
 	"github.com/gwpki/gwpki/provisioning"
 )
 
@@ -44,7 +46,7 @@ func startBenchEnv(b *testing.B) *benchEnv {
 }
 
 func newBenchEnv(ctx context.Context) (*benchEnv, error) {
-	root, err := moduleRoot()
+	root, err := harness.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}

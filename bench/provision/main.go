@@ -35,6 +35,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/harness"
 )
 
 func main() {
@@ -156,7 +158,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, "provision: "+format+"\n", a...) }
 
-	root, rootErr := moduleRoot()
+	root, rootErr := harness.ModuleRoot()
 	if o.outDir == "" {
 		if rootErr != nil {
 			return fmt.Errorf("find the results directory: %w (give -out)", rootErr)

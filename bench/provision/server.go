@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/harness"
 
 	"github.com/gwpki/gwpki/bench/internal/proc"
 )
@@ -81,11 +81,11 @@ func hasFlag(ctx context.Context, bin, flag string, args ...string) bool {
 // initGwpki creates gwpki's data directory and the "bench" station:
 // dataDir/station.json and its private JWK dataDir/bench.jwk.
 func initGwpki(ctx context.Context, bin, dataDir, work string) error {
-	if _, err := runQuiet(ctx, filepath.Join(work, "gwpki-init.log"), nil, bin,
+	if _, err := harness.RunQuiet(ctx, filepath.Join(work, "gwpki-init.log"), nil, bin,
 		"init", "--dir", dataDir, "--hostname", "127.0.0.1"); err != nil {
 		return err
 	}
-	_, err := runQuiet(ctx, filepath.Join(work, "gwpki-station.log"), nil, bin,
+	_, err := harness.RunQuiet(ctx, filepath.Join(work, "gwpki-station.log"), nil, bin,
 		"station", "add", stationName, "--dir", dataDir,
 		"--out", filepath.Join(dataDir, "station.json"), "--jwk", filepath.Join(dataDir, stationName+".jwk"))
 	return err
@@ -224,44 +224,7 @@ func (s *server) failure(what string) error {
 	if s.exited() {
 		state = fmt.Sprintf("exited: %v", s.waitErr)
 	}
-	return fmt.Errorf("gwpki serve %s (%s); last lines of %s:\n%s", what, state, s.logPath, tail(s.logPath, 15))
-}
-
-// runQuiet runs a command, keeping its output in logPath; on failure the
-// error carries the end of that output. It returns the command's stdout.
-func runQuiet(ctx context.Context, logPath string, env []string, bin string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var stdout, both bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&stdout, &both)
-	cmd.Stderr = &both
-	err := cmd.Run()
-	if werr := os.WriteFile(logPath, both.Bytes(), 0o600); werr != nil && err == nil {
-		return nil, werr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, lastLines(both.String(), 15))
-	}
-	return stdout.Bytes(), nil
-}
-
-// moduleRoot finds the gwpki repository root from the working directory up.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(b, []byte("module github.com/gwpki/gwpki\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("not inside the gwpki repository")
-		}
-		dir = parent
-	}
+	return fmt.Errorf("gwpki serve %s (%s); last lines of %s:\n%s", what, state, s.logPath, harness.Tail(s.logPath, 15))
 }
 
 // gitDescribe is `git describe --always --dirty` of the repository at root.
@@ -271,26 +234,4 @@ func gitDescribe(ctx context.Context, root string) string {
 		return "unknown"
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// tail returns the last n lines of the file at path.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(" + err.Error() + ")"
-	}
-	return lastLines(string(b), n)
-}
-
-func lastLines(s string, n int) string {
-	var lines []string
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		lines = append(lines, "  "+sc.Text())
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gwpki/gwpki/bench/internal/harness"
+
 	"github.com/gwpki/gwpki/bench/internal/proc"
 )
 
@@ -63,7 +65,7 @@ func timeCommand(ctx context.Context, srv *server, logPath string, env []string,
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = proc.SysProcAttr()
 
-	w := &window{loadAvg: loadAvg()}
+	w := &window{loadAvg: harness.LoadAvg()}
 	cpu0, cpuErr0 := srv.cpuTime()
 	self0 := proc.SelfCPUTime()
 	busy0, busyErr0 := proc.MachineBusyTime()
@@ -78,7 +80,7 @@ func timeCommand(ctx context.Context, srv *server, logPath string, env []string,
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("%s %s: %w; last lines of %s:\n%s",
-			filepath.Base(bin), strings.Join(args, " "), err, logPath, tail(logPath, 15))
+			filepath.Base(bin), strings.Join(args, " "), err, logPath, harness.Tail(logPath, 15))
 	}
 	w.stdout = stdout.Bytes()
 	if ps := cmd.ProcessState; ps != nil {
@@ -116,14 +118,3 @@ func (r *result) fill(w *window, gateways int) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// loadAvg returns the first three fields of /proc/loadavg: the machine is
-// shared, and a busy one skews the numbers.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	return strings.Join(f[:min(3, len(f))], " ")
-}

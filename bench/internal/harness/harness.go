@@ -1,0 +1,124 @@
+// Package harness holds what the benchmark harnesses under bench/ share:
+// finding the repository, building gwpki, running a command with its output
+// kept in a log, free ports, percentiles and the load average.
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ModuleRoot finds the gwpki repository root from the working directory up.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/gwpki/gwpki\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the gwpki repository")
+		}
+		dir = parent
+	}
+}
+
+// Tail returns the last n lines of the file at path.
+func Tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return LastLines(string(b), n)
+}
+
+// LastLines returns the last n lines of s, indented for an error message.
+func LastLines(s string, n int) string {
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		lines = append(lines, "  "+sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// FreePort asks the kernel for a free TCP port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Percentile returns the nearest-rank p-quantile of sorted latencies.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p+0.999999) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// LoadAvg returns the first three fields of /proc/loadavg: the machine is
+// shared, and a busy one skews the numbers.
+func LoadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+// RunQuiet runs a command, keeping its output in logPath; on failure the
+// error carries the end of that output. It returns the command's stdout.
+func RunQuiet(ctx context.Context, logPath string, env []string, bin string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, both bytes.Buffer
+	cmd.Stdout = io.MultiWriter(&stdout, &both)
+	cmd.Stderr = &both
+	err := cmd.Run()
+	if werr := os.WriteFile(logPath, both.Bytes(), 0o600); werr != nil && err == nil {
+		return nil, werr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, LastLines(both.String(), 15))
+	}
+	return stdout.Bytes(), nil
+}
+
+// BuildGwpki builds ./cmd/gwpki of the module at root into dir.
+func BuildGwpki(ctx context.Context, root, dir string) (string, error) {
+	bin := filepath.Join(dir, "gwpki")
+	version := "bench"
+	if out, err := exec.CommandContext(ctx, "git", "-C", root, "describe", "--always", "--dirty").Output(); err == nil {
+		version = strings.TrimSpace(string(out))
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "-ldflags", "-X main.version="+version, "./cmd/gwpki")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build gwpki: %w\n%s", err, out)
+	}
+	return bin, nil
+}
