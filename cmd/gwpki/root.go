@@ -42,6 +42,7 @@ func newRootCommand() *cobra.Command {
 		newRevokeCommand(),
 		newDevicesCommand(),
 		newProvisionCommand(),
+		newGatewayCommand(),
 	)
 	return root
 }
