@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gwpki/gwpki/internal/audit"
 	"github.com/gwpki/gwpki/internal/store"
 )
 
@@ -112,6 +113,7 @@ type options struct {
 	clock      func() time.Time
 	sessionTTL time.Duration
 	logger     *slog.Logger
+	audit      *audit.Log
 }
 
 // WithClock sets the clock used for session expiry, creation times and
@@ -136,6 +138,12 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.logger = l }
 }
 
+// WithAudit records every login attempt, good or refused, in log (the
+// username tried, the source address and the result; never a password).
+func WithAudit(log *audit.Log) Option {
+	return func(o *options) { o.audit = log }
+}
+
 // Accounts manages organisations, users and login sessions, and serves them
 // under /v1 ([Accounts.Routes]). It is safe for concurrent use.
 type Accounts struct {
@@ -145,6 +153,7 @@ type Accounts struct {
 	log    *slog.Logger
 	hasher *hasher
 	limits loginLimits
+	audit  *audit.Log // nil: logins are not audited
 
 	// dummyHash is verified when a login names no existing user, so that
 	// the answer takes as long as for a wrong password.
@@ -176,6 +185,7 @@ func newAccounts(st accountStore, o options) (*Accounts, error) {
 		log:    o.logger,
 		hasher: newHasher(defaultHashParams, max(2, runtime.GOMAXPROCS(0))),
 		limits: defaultLoginLimits,
+		audit:  o.audit,
 	}
 	dummy, err := GeneratePassword()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/gwpki/gwpki/internal/audit"
 	"github.com/gwpki/gwpki/internal/httpapi"
 )
 
@@ -134,6 +135,7 @@ func (a *Accounts) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sess, err := a.login(r.Context(), req.Username, req.Password, r.RemoteAddr)
+	a.auditLogin(r, req.Username, err)
 	var rl *RateLimitError
 	switch {
 	case errors.As(err, &rl):
@@ -153,6 +155,27 @@ func (a *Accounts) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, loginResponse{Token: sess.token, ExpiresAt: sess.expiresAt, User: sess.user})
+}
+
+// auditLogin records a login attempt and its outcome; a failure to record
+// it is logged, and the login answered anyway.
+func (a *Accounts) auditLogin(r *http.Request, username string, err error) {
+	if a.audit == nil {
+		return
+	}
+	e := audit.Entry{Actor: audit.UserActor(username), Action: "login", Target: username, Result: audit.ResultOK, Source: sourceHost(r.RemoteAddr)}
+	var rl *RateLimitError
+	switch {
+	case errors.As(err, &rl):
+		e.Result, e.Detail = audit.ResultRefused, map[string]string{"why": "rate_limited"}
+	case errors.Is(err, ErrInvalidCredentials), errors.Is(err, ErrInvalidPassword):
+		e.Result, e.Detail = audit.ResultRefused, map[string]string{"why": "invalid_credentials"}
+	case err != nil:
+		e.Result = audit.ResultFailed
+	}
+	if _, aerr := a.audit.Record(context.WithoutCancel(r.Context()), e); aerr != nil {
+		a.log.Error("audit login", "err", aerr, "user", username)
+	}
 }
 
 func (a *Accounts) handleLogout(w http.ResponseWriter, r *http.Request) {

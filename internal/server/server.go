@@ -117,11 +117,11 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	defer auth.Close()
-	accounts, err := claim.NewAccounts(st, claim.WithLogger(log))
+	auditLog, err := audit.New(st, audit.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	auditLog, err := audit.New(st, audit.WithLogger(log))
+	accounts, err := claim.NewAccounts(st, claim.WithLogger(log), claim.WithAudit(auditLog))
 	if err != nil {
 		return err
 	}
