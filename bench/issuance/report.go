@@ -1,13 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -60,35 +55,21 @@ func fmtMS(v float64) string { return fmt.Sprintf("%.1fms", v) }
 
 // report is what the benchmark prints and writes to its results file.
 type report struct {
-	Date        time.Time `json:"date"`
-	Host        hostInfo  `json:"host"`
-	Requests    int       `json:"requests"`
-	Concurrency int       `json:"concurrency"`
-	Warmup      int       `json:"warmup"`
-	Flow        string    `json:"flow"`
-	Results     []*result `json:"results"`
+	Date        time.Time    `json:"date"`
+	Host        harness.Host `json:"host"`
+	Requests    int          `json:"requests"`
+	Concurrency int          `json:"concurrency"`
+	Warmup      int          `json:"warmup"`
+	Flow        string       `json:"flow"`
+	Results     []*result    `json:"results"`
 	// Ratio is gwpki's certificates/s over step-ca's, when both ran.
 	Ratio float64 `json:"ratio_gwpki_over_stepca,omitempty"`
 }
 
-type hostInfo struct {
-	CPU   string `json:"cpu"`
-	CPUs  int    `json:"cpus"`
-	OS    string `json:"os"`
-	Go    string `json:"go"`
-	Notes string `json:"notes"`
-}
-
 func newReport(o *options) *report {
 	return &report{
-		Date: time.Now().UTC(),
-		Host: hostInfo{
-			CPU:   cpuModel(),
-			CPUs:  runtime.NumCPU(),
-			OS:    runtime.GOOS + "/" + runtime.GOARCH,
-			Go:    runtime.Version(),
-			Notes: "client and server on the same machine, one server at a time",
-		},
+		Date:        time.Now().UTC(),
+		Host:        harness.NewHost("client and server on the same machine, one server at a time"),
 		Requests:    o.n,
 		Concurrency: o.c,
 		Warmup:      o.warmup,
@@ -132,30 +113,5 @@ func (r *report) print(w io.Writer) {
 
 // write stores the report as dir/issuance-<date>.json and returns its path.
 func (r *report) write(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "issuance-"+r.Date.Format("20060102-150405")+".json")
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return "", err
-	}
-	return path, nil
-}
-
-// cpuModel reads the processor's name from /proc/cpuinfo.
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
+	return harness.WriteResults(dir, "issuance", r.Date, r)
 }

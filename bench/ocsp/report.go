@@ -1,13 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -74,50 +69,28 @@ func fmtMS(v float64) string { return fmt.Sprintf("%.2fms", v) }
 
 // report is what the benchmark prints and writes to its results file.
 type report struct {
-	Date        time.Time `json:"date"`
-	Build       string    `json:"git_describe"` // of the working tree the harness ran from
-	Host        hostInfo  `json:"host"`
-	Certs       int       `json:"certs"`
-	Revoked     int       `json:"revoked"`
-	Concurrency int       `json:"concurrency"`
-	Warmup      int       `json:"warmup"`
-	Flow        string    `json:"flow"`
-	Results     []*result `json:"results"`
+	Date        time.Time    `json:"date"`
+	Build       string       `json:"git_describe"` // of the working tree the harness ran from
+	Host        harness.Host `json:"host"`
+	Certs       int          `json:"certs"`
+	Revoked     int          `json:"revoked"`
+	Concurrency int          `json:"concurrency"`
+	Warmup      int          `json:"warmup"`
+	Flow        string       `json:"flow"`
+	Results     []*result    `json:"results"`
 	// Ratio is gwpki's responses/s over openssl's, when both ran.
 	Ratio float64 `json:"ratio_gwpki_over_openssl,omitempty"`
 	// CPURatio is openssl's server CPU time per answer over gwpki's: what
 	// the ratio would be with the client elsewhere and the CPU the limit.
-	CPURatio float64  `json:"cpu_per_response_ratio_openssl_over_gwpki,omitempty"`
-	Targets  []target `json:"targets,omitempty"`
-}
-
-type hostInfo struct {
-	CPU   string `json:"cpu"`
-	CPUs  int    `json:"cpus"`
-	OS    string `json:"os"`
-	Go    string `json:"go"`
-	Notes string `json:"notes"`
-}
-
-// target is one of issue 3's targets and whether the run met it.
-type target struct {
-	What string  `json:"what"`
-	Want string  `json:"want"`
-	Got  float64 `json:"got"`
-	Met  bool    `json:"met"`
+	CPURatio float64          `json:"cpu_per_response_ratio_openssl_over_gwpki,omitempty"`
+	Targets  []harness.Target `json:"targets,omitempty"`
 }
 
 func newReport(o *options, build string) *report {
 	return &report{
-		Date:  time.Now().UTC(),
-		Build: build,
-		Host: hostInfo{
-			CPU:   cpuModel(),
-			CPUs:  runtime.NumCPU(),
-			OS:    runtime.GOOS + "/" + runtime.GOARCH,
-			Go:    runtime.Version(),
-			Notes: "client and server on the same machine, one server at a time",
-		},
+		Date:        time.Now().UTC(),
+		Build:       build,
+		Host:        harness.NewHost("client and server on the same machine, one server at a time"),
 		Certs:       o.certs,
 		Concurrency: o.c,
 		Warmup:      o.warmup,
@@ -146,11 +119,11 @@ func (r *report) finish() {
 		return
 	}
 	r.Targets = append(r.Targets,
-		target{What: "gwpki responses/s", Want: fmt.Sprintf(">= %d", targetRate), Got: g.RespPerSec, Met: g.RespPerSec >= targetRate},
-		target{What: "gwpki p99 (ms)", Want: fmt.Sprintf("<= %d", targetP99MS), Got: g.P99MS, Met: g.P99MS <= targetP99MS})
+		harness.Target{What: "gwpki responses/s", Want: fmt.Sprintf(">= %d", targetRate), Got: g.RespPerSec, Met: g.RespPerSec >= targetRate},
+		harness.Target{What: "gwpki p99 (ms)", Want: fmt.Sprintf("<= %d", targetP99MS), Got: g.P99MS, Met: g.P99MS <= targetP99MS})
 	if r.Ratio > 0 {
 		r.Targets = append(r.Targets,
-			target{What: "ratio gwpki/openssl", Want: fmt.Sprintf(">= %d", targetRatio), Got: r.Ratio, Met: r.Ratio >= targetRatio})
+			harness.Target{What: "ratio gwpki/openssl", Want: fmt.Sprintf(">= %d", targetRatio), Got: r.Ratio, Met: r.Ratio >= targetRatio})
 	}
 }
 
@@ -178,36 +151,11 @@ func (r *report) print(w io.Writer) {
 		if !t.Met {
 			verdict = "MISSED"
 		}
-		fmt.Fprintf(w, "target %s %s: %.2f, %s\n", t.What, t.Want, t.Got, verdict)
+		fmt.Fprintf(w, "harness.Target %s %s: %.2f, %s\n", t.What, t.Want, t.Got, verdict)
 	}
 }
 
 // write stores the report as dir/ocsp-<date>.json and returns its path.
 func (r *report) write(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "ocsp-"+r.Date.Format("20060102-150405")+".json")
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return "", err
-	}
-	return path, nil
-}
-
-// cpuModel reads the processor's name from /proc/cpuinfo.
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
+	return harness.WriteResults(dir, "ocsp", r.Date, r)
 }

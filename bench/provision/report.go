@@ -1,15 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"runtime"
-	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/gwpki/gwpki/bench/internal/harness"
 )
 
 // Targets of issue 4 (point 7) on this 2-core machine, labels off.
@@ -58,55 +55,33 @@ type result struct {
 
 // report is what the benchmark prints and writes to its results file.
 type report struct {
-	Date          time.Time `json:"date"`
-	Build         string    `json:"git_describe"` // of the working tree the harness ran from
-	Server        string    `json:"gwpki_version"`
-	Host          hostInfo  `json:"host"`
-	Gateways      int       `json:"gateways"`       // per gwpki batch
-	ShellGateways int       `json:"shell_gateways"` // of the shell loop
-	Warmup        int       `json:"warmup"`
-	Concurrency   []int     `json:"concurrency"`      // gwpki batches without labels
-	Best          int       `json:"best_concurrency"` // the fastest of them, used for the labels run and the ratio
-	Model         string    `json:"model"`
-	Flow          string    `json:"flow"`
-	Results       []*result `json:"results"`
+	Date          time.Time    `json:"date"`
+	Build         string       `json:"git_describe"` // of the working tree the harness ran from
+	Server        string       `json:"gwpki_version"`
+	Host          harness.Host `json:"host"`
+	Gateways      int          `json:"gateways"`       // per gwpki batch
+	ShellGateways int          `json:"shell_gateways"` // of the shell loop
+	Warmup        int          `json:"warmup"`
+	Concurrency   []int        `json:"concurrency"`      // gwpki batches without labels
+	Best          int          `json:"best_concurrency"` // the fastest of them, used for the labels run and the ratio
+	Model         string       `json:"model"`
+	Flow          string       `json:"flow"`
+	Results       []*result    `json:"results"`
 	// Ratio is the best gwpki gateways/s without labels over the shell
 	// loop's; LabelRatio the same with labels.
 	Ratio      float64 `json:"ratio_gwpki_over_shell,omitempty"`
 	LabelRatio float64 `json:"ratio_gwpki_labels_over_shell,omitempty"`
 	// CPURatio is the shell loop's CPU per gateway (server and command) over
 	// gwpki's without labels.
-	CPURatio float64  `json:"cpu_per_gateway_ratio_shell_over_gwpki,omitempty"`
-	Targets  []target `json:"targets,omitempty"`
-}
-
-type hostInfo struct {
-	CPU   string `json:"cpu"`
-	CPUs  int    `json:"cpus"`
-	OS    string `json:"os"`
-	Go    string `json:"go"`
-	Notes string `json:"notes"`
-}
-
-// target is one of issue 4's targets and whether the run met it.
-type target struct {
-	What string  `json:"what"`
-	Want string  `json:"want"`
-	Got  float64 `json:"got"`
-	Met  bool    `json:"met"`
+	CPURatio float64          `json:"cpu_per_gateway_ratio_shell_over_gwpki,omitempty"`
+	Targets  []harness.Target `json:"targets,omitempty"`
 }
 
 func newReport(o *options, build string) *report {
 	return &report{
-		Date:  time.Now().UTC(),
-		Build: build,
-		Host: hostInfo{
-			CPU:   cpuModel(),
-			CPUs:  runtime.NumCPU(),
-			OS:    runtime.GOOS + "/" + runtime.GOARCH,
-			Go:    runtime.Version(),
-			Notes: "gwpki serve, the provisioning command and the harness on the same machine, one command at a time",
-		},
+		Date:          time.Now().UTC(),
+		Build:         build,
+		Host:          harness.NewHost("gwpki serve, the provisioning command and the harness on the same machine, one command at a time"),
 		Gateways:      o.n,
 		ShellGateways: o.nShell,
 		Warmup:        o.warmup,
@@ -146,12 +121,12 @@ func (r *report) finish(best int) {
 			r.CPURatio = (shell.ServerCPUPerGatewayMS + shell.ClientCPUPerGatewayMS) / c
 		}
 	}
-	r.Targets = append(r.Targets, target{
+	r.Targets = append(r.Targets, harness.Target{
 		What: "gwpki gateways/s, labels off", Want: fmt.Sprintf(">= %d", targetRate),
 		Got: off.GatewaysPerSec, Met: off.GatewaysPerSec >= targetRate,
 	})
 	if r.Ratio > 0 {
-		r.Targets = append(r.Targets, target{
+		r.Targets = append(r.Targets, harness.Target{
 			What: "ratio gwpki/shell loop", Want: fmt.Sprintf(">= %d", targetRatio),
 			Got: r.Ratio, Met: r.Ratio >= targetRatio,
 		})
@@ -196,7 +171,7 @@ func (r *report) print(w io.Writer) {
 		if !t.Met {
 			verdict = "MISSED"
 		}
-		fmt.Fprintf(w, "target %s %s: %.1f, %s\n", t.What, t.Want, t.Got, verdict)
+		fmt.Fprintf(w, "harness.Target %s %s: %.1f, %s\n", t.What, t.Want, t.Got, verdict)
 	}
 }
 
@@ -209,30 +184,5 @@ func fmtRate(v float64) string {
 
 // write stores the report as dir/provision-<date>.json and returns its path.
 func (r *report) write(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "provision-"+r.Date.Format("20060102-150405")+".json")
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-		return "", err
-	}
-	return path, nil
-}
-
-// cpuModel reads the processor's name from /proc/cpuinfo.
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
+	return harness.WriteResults(dir, "provision", r.Date, r)
 }

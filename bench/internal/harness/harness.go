@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 )
@@ -121,4 +123,56 @@ func BuildGwpki(ctx context.Context, root, dir string) (string, error) {
 		return "", fmt.Errorf("build gwpki: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// Host describes the machine a run was made on, for the results file.
+type Host struct {
+	CPU   string `json:"cpu"`
+	CPUs  int    `json:"cpus"`
+	OS    string `json:"os"`
+	Go    string `json:"go"`
+	Notes string `json:"notes"`
+}
+
+// NewHost describes this machine; notes says how the run shared it.
+func NewHost(notes string) Host {
+	return Host{CPU: cpuModel(), CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version(), Notes: notes}
+}
+
+// cpuModel reads the processor's name from /proc/cpuinfo.
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+// Target is one of an issue's targets and whether the run met it.
+type Target struct {
+	What string  `json:"what"`
+	Want string  `json:"want"`
+	Got  float64 `json:"got"`
+	Met  bool    `json:"met"`
+}
+
+// WriteResults stores v as JSON in dir/<name>-<date>.json and returns the path.
+func WriteResults(dir, name string, date time.Time, v any) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name+"-"+date.Format("20060102-150405")+".json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return "", err
+	}
+	return path, nil
 }
