@@ -163,7 +163,15 @@ func (a *Accounts) auditLogin(r *http.Request, username string, err error) {
 	if a.audit == nil {
 		return
 	}
+	ctx := context.WithoutCancel(r.Context())
 	e := audit.Entry{Actor: audit.UserActor(username), Action: "login", Target: username, Result: audit.ResultOK, Source: sourceHost(r.RemoteAddr)}
+	// The user's organisation, so that its operators see the attempt; an
+	// unknown username has none.
+	if rec, uerr := a.store.user(ctx, username); uerr == nil {
+		e.Org = rec.Org
+	} else if !errors.Is(uerr, ErrUserNotFound) {
+		a.log.Error("audit login: read user", "err", uerr, "user", username)
+	}
 	var rl *RateLimitError
 	switch {
 	case errors.As(err, &rl):
@@ -173,7 +181,7 @@ func (a *Accounts) auditLogin(r *http.Request, username string, err error) {
 	case err != nil:
 		e.Result = audit.ResultFailed
 	}
-	if _, aerr := a.audit.Record(context.WithoutCancel(r.Context()), e); aerr != nil {
+	if _, aerr := a.audit.Record(ctx, e); aerr != nil {
 		a.log.Error("audit login", "err", aerr, "user", username)
 	}
 }

@@ -30,15 +30,18 @@ func (o *auditOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.query.Action, "action", "", "only entries of this action, such as revoke, login or claim")
 	fs.StringVar(&o.query.Target, "target", "", "only entries about this target: a gateway serial, cert:SERIAL, a username")
 	fs.StringVar(&o.query.Actor, "actor", "", "only entries by this actor, such as user:alice or step-ca")
+	fs.StringVar(&o.query.Org, "org", "", "only entries of this organisation (admins; operators see only their own)")
 }
 
 func newAuditCommand() *cobra.Command {
 	o := &auditOptions{}
 	cmd := &cobra.Command{
-		Use:   "audit [--json] [--limit N] [--before SEQ] [--action A] [--target T] [--actor U]",
+		Use:   "audit [--json] [--limit N] [--before SEQ] [--action A] [--target T] [--actor U] [--org ORG]",
 		Short: "Show the audit log, newest first (operator session)",
 		Long: `Show the server's audit log, newest first: who did what to which gateway,
 certificate or account, and whether it worked. Filters match whole values.
+Operators see only their organisation's entries; admins see all, and may
+pick one organisation with --org.
 A page ends where --limit or the server's scan bound stops it; the command
 then says which --before shows the older entries.`,
 		Args: cobra.NoArgs,
@@ -76,10 +79,10 @@ func (o *auditOptions) run(cmd *cobra.Command) error {
 		return enc.Encode(page)
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tTARGET\tRESULT\tDETAILS")
+	fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tORG\tACTION\tTARGET\tRESULT\tDETAILS")
 	for _, e := range page.Entries {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339),
-			auditCell(e.Actor), auditCell(e.Action), auditCell(e.Target), auditCell(e.Result), auditDetails(e.Detail))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.UTC().Format(time.RFC3339),
+			auditCell(e.Actor), auditCell(e.Org), auditCell(e.Action), auditCell(e.Target), auditCell(e.Result), auditDetails(e.Detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

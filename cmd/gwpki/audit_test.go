@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -21,9 +22,11 @@ import (
 
 // auditTestServer serves the real accounts API and audit log over TLS on
 // 127.0.0.1, the log behind the operator role check as gwpki serve mounts
-// it, with an operator olga and an installer ivy. It returns the URL, the
-// path of the root certificate to pin, and the entries it recorded. The
-// session goes to a fresh GWPKI_CONFIG_DIR.
+// it and scoped as gwpki serve scopes it (admins see all, others their
+// organisation), with an admin ada (org hq), an operator olga and an
+// installer ivy (org acme). It returns the URL, the path of the root
+// certificate to pin, and the entries it recorded. The session goes to a
+// fresh GWPKI_CONFIG_DIR.
 func auditTestServer(t *testing.T) (url, rootPath string, entries []audit.Entry) {
 	t.Helper()
 	t.Setenv("GWPKI_CONFIG_DIR", filepath.Join(t.TempDir(), "config"))
@@ -35,6 +38,7 @@ func auditTestServer(t *testing.T) (url, rootPath string, entries []audit.Entry)
 	}
 	ctx := context.Background()
 	for _, u := range []claim.NewUser{
+		{Username: "ada", Org: "hq", Role: claim.RoleAdmin, Password: "ada password"},
 		{Username: "olga", Org: "acme", Role: claim.RoleOperator, Password: "olga password"},
 		{Username: "ivy", Org: "acme", Role: claim.RoleInstaller, Password: "ivy password"},
 	} {
@@ -50,12 +54,13 @@ func auditTestServer(t *testing.T) (url, rootPath string, entries []audit.Entry)
 		t.Fatal(err)
 	}
 	for _, e := range []audit.Entry{
-		{Actor: "user:ivy", Action: "claim", Target: "GW-000001", Result: audit.ResultRefused, Source: "192.0.2.9:5000",
+		{Actor: "user:ivy", Org: "acme", Action: "claim", Target: "GW-000001", Result: audit.ResultRefused, Source: "192.0.2.9:5000",
 			Detail: map[string]string{"why": "wrong code", "attempts": "1"}},
-		{Actor: "user:ivy", Action: "claim", Target: "GW-000001", Result: audit.ResultOK},
-		// What a remote caller typed is shown escaped, never raw.
+		{Actor: "user:ivy", Org: "acme", Action: "claim", Target: "GW-000001", Result: audit.ResultOK},
+		// What a remote caller typed is shown escaped, never raw; an
+		// unknown user has no organisation.
 		{Actor: "user:\x1b[2Jmallory\tx", Action: "login", Target: "ivy", Result: audit.ResultRefused},
-		{Actor: "user:olga", Action: "revoke", Target: "GW-000001", Result: audit.ResultOK, Source: "192.0.2.7:41234",
+		{Actor: "user:olga", Org: "acme", Action: "revoke", Target: "GW-000001", Result: audit.ResultOK, Source: "192.0.2.7:41234",
 			Detail: map[string]string{"reason": "keyCompromise", "certificates": "2"}},
 	} {
 		got, err := log.Record(ctx, e)
@@ -66,7 +71,11 @@ func auditTestServer(t *testing.T) (url, rootPath string, entries []audit.Entry)
 	}
 	r := chi.NewRouter()
 	accounts.Routes(r)
-	log.Routes(r, accounts.RequireRole(claim.RoleOperator))
+	scope := func(r *http.Request) (string, bool) {
+		u, ok := claim.UserFromContext(r.Context())
+		return u.Org, ok && u.Role == claim.RoleAdmin
+	}
+	log.Routes(r, scope, accounts.RequireRole(claim.RoleOperator))
 	srv := httptest.NewTLSServer(r)
 	t.Cleanup(srv.Close)
 	rootPath = filepath.Join(t.TempDir(), "root_ca.crt")
@@ -85,14 +94,14 @@ func TestAuditCommandNeedsASession(t *testing.T) {
 
 func TestAuditCommandTable(t *testing.T) {
 	url, rootPath, _ := auditTestServer(t)
-	loginAs(t, url, rootPath, "olga", "olga password")
+	loginAs(t, url, rootPath, "ada", "ada password")
 
 	stdout, stderr, failed := runGwpki(t, "", "audit")
-	want := `SEQ  TIME                  ACTOR                     ACTION  TARGET     RESULT   DETAILS
-4    2026-05-01T10:04:00Z  user:olga                 revoke  GW-000001  ok       certificates=2 reason=keyCompromise
-3    2026-05-01T10:03:00Z  "user:\x1b[2Jmallory\tx"  login   ivy        refused  -
-2    2026-05-01T10:02:00Z  user:ivy                  claim   GW-000001  ok       -
-1    2026-05-01T10:01:00Z  user:ivy                  claim   GW-000001  refused  attempts=1 why="wrong code"
+	want := `SEQ  TIME                  ACTOR                     ORG   ACTION  TARGET     RESULT   DETAILS
+4    2026-05-01T10:04:00Z  user:olga                 acme  revoke  GW-000001  ok       certificates=2 reason=keyCompromise
+3    2026-05-01T10:03:00Z  "user:\x1b[2Jmallory\tx"  -     login   ivy        refused  -
+2    2026-05-01T10:02:00Z  user:ivy                  acme  claim   GW-000001  ok       -
+1    2026-05-01T10:01:00Z  user:ivy                  acme  claim   GW-000001  refused  attempts=1 why="wrong code"
 `
 	if failed || stderr != "" || stdout != want {
 		t.Errorf("gwpki audit: failed=%v stderr %q stdout:\n%s\nwant:\n%s", failed, stderr, stdout, want)
@@ -121,7 +130,7 @@ func TestAuditCommandTable(t *testing.T) {
 
 func TestAuditCommandJSON(t *testing.T) {
 	url, rootPath, entries := auditTestServer(t)
-	loginAs(t, url, rootPath, "olga", "olga password")
+	loginAs(t, url, rootPath, "ada", "ada password")
 
 	stdout, stderr, failed := runGwpki(t, "", "audit", "--json", "--limit", "3")
 	if failed || stderr != "" {
@@ -142,6 +151,37 @@ func TestAuditCommandJSON(t *testing.T) {
 	stdout, _, failed = runGwpki(t, "", "audit", "--json", "--before", "1")
 	if want := "{\n  \"entries\": []\n}\n"; failed || stdout != want {
 		t.Errorf("gwpki audit --json --before 1: failed=%v stdout %q; want %q", failed, stdout, want)
+	}
+}
+
+// TestAuditCommandOrg: an operator sees only its organisation's entries and
+// is refused another's; an admin picks one with --org.
+func TestAuditCommandOrg(t *testing.T) {
+	url, rootPath, _ := auditTestServer(t)
+	loginAs(t, url, rootPath, "olga", "olga password")
+	for _, args := range [][]string{{"audit"}, {"audit", "--org", "acme"}} {
+		stdout, stderr, failed := runGwpki(t, "", args...)
+		if failed || stderr != "" || strings.Contains(stdout, "mallory") || strings.Count(stdout, " acme ") != 3 ||
+			strings.Count(stdout, "\n") != 4 {
+			t.Errorf("gwpki %v as olga: failed=%v stderr %q stdout:\n%s\nwant the header and entries 4, 2 and 1 of acme",
+				args, failed, stderr, stdout)
+		}
+	}
+	stdout, stderr, failed := runGwpki(t, "", "audit", "--org", "hq")
+	want := "gwpki: read audit log: operators see only their organisation's audit entries\n" +
+		"hint: leave out org: your organisation's entries are shown\n"
+	if !failed || stdout != "" || stderr != want {
+		t.Errorf("gwpki audit --org hq as olga: failed=%v stdout %q stderr %q; want %q", failed, stdout, stderr, want)
+	}
+
+	loginAs(t, url, rootPath, "ada", "ada password")
+	stdout, stderr, failed = runGwpki(t, "", "audit", "--org", "acme", "--action", "claim")
+	if failed || stderr != "" || !strings.Contains(stdout, "\n2 ") || !strings.Contains(stdout, "\n1 ") || strings.Count(stdout, "\n") != 3 {
+		t.Errorf("gwpki audit --org acme --action claim as ada: failed=%v stderr %q stdout:\n%s\nwant entries 2 and 1", failed, stderr, stdout)
+	}
+	stdout, _, failed = runGwpki(t, "", "audit", "--org", "hq")
+	if failed || !strings.HasPrefix(stdout, "SEQ ") || strings.Count(stdout, "\n") != 1 {
+		t.Errorf("gwpki audit --org hq as ada: failed=%v stdout %q; want the header only", failed, stdout)
 	}
 }
 

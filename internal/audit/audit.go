@@ -23,6 +23,11 @@ type Entry struct {
 	// "gateway:<serial>", "step-ca" or "system" (see [UserActor] and the
 	// other helpers).
 	Actor string `json:"actor"`
+	// Org is the organisation the event concerns: the acting user's, or
+	// the one owning the gateway acted on. It is empty for events of no
+	// organisation (a station registering a gateway, the system), which
+	// only admins see through [Log.Routes].
+	Org string `json:"org,omitempty"`
 	// Action is what was done, such as "revoke", "login" or "claim".
 	Action string `json:"action"`
 	// Target is what it acted on: a gateway serial, "cert:<serial>"
@@ -95,6 +100,9 @@ type Query struct {
 	// Action, Target and Actor, when not empty, keep only the entries whose
 	// field is exactly equal.
 	Action, Target, Actor string
+	// Org, when not empty, keeps only the entries whose Org is exactly
+	// equal; entries of no organisation never match it.
+	Org string
 }
 
 // Page is one page of the log.
@@ -113,6 +121,7 @@ type Page struct {
 const (
 	maxActionLen      = 64
 	maxActorLen       = 128
+	maxOrgLen         = 64
 	maxTargetLen      = 256
 	maxSourceLen      = 128
 	maxDetailKeys     = 16
@@ -173,8 +182,8 @@ func New(db *store.DB, opts ...Option) (*Log, error) {
 // Result is not ok, refused or failed, a non-zero Time lies outside years 1
 // to 9999, or Detail has more than 16 keys or a key that is not 1 to 64
 // characters of a-z 0-9 . _ -. Fields that may hold what a remote caller
-// sent are cut short instead, ending in "…": Actor and Source at 128 bytes,
-// Target at 256, each detail value at 1024. Invalid UTF-8 becomes U+FFFD.
+// sent are cut short instead, ending in "…": Org at 64 bytes, Actor and
+// Source at 128, Target at 256, each detail value at 1024. Invalid UTF-8 becomes U+FFFD.
 // The value of a detail whose key names a secret ("password", "claim_code",
 // "api_key" and the like) is replaced by [Redacted].
 //
@@ -230,7 +239,8 @@ func (l *Log) List(ctx context.Context, q Query) (Page, error) {
 	switch {
 	case q.Limit < 0 || q.Limit > MaxLimit:
 		return Page{}, fmt.Errorf("list audit entries: %w: limit %d: want 1 to %d", ErrInvalidQuery, q.Limit, MaxLimit)
-	case len(q.Action) > maxFilterLen || len(q.Target) > maxFilterLen || len(q.Actor) > maxFilterLen:
+	case len(q.Action) > maxFilterLen || len(q.Target) > maxFilterLen || len(q.Actor) > maxFilterLen ||
+		len(q.Org) > maxFilterLen:
 		return Page{}, fmt.Errorf("list audit entries: %w: filter longer than %d bytes", ErrInvalidQuery, maxFilterLen)
 	}
 	if q.Limit == 0 {
@@ -279,6 +289,7 @@ func (l *Log) clean(e Entry, now time.Time) (Entry, error) {
 	}
 	e.Seq = 0
 	e.Actor = l.bound(e.Action, "actor", e.Actor, maxActorLen)
+	e.Org = l.bound(e.Action, "org", e.Org, maxOrgLen)
 	e.Target = l.bound(e.Action, "target", e.Target, maxTargetLen)
 	e.Source = l.bound(e.Action, "source", e.Source, maxSourceLen)
 	if len(e.Detail) == 0 {

@@ -253,13 +253,14 @@ func TestListPages(t *testing.T) {
 func TestListFilters(t *testing.T) {
 	l := newLog(t, storetest.OpenTemp(t))
 	for _, e := range []audit.Entry{
-		{Actor: "user:olga", Action: "revoke", Target: "GW-1"},      // 1
-		{Actor: "user:ivy", Action: "claim", Target: "GW-1"},        // 2
-		{Actor: "user:olga", Action: "revoke", Target: "GW-2"},      // 3
-		{Actor: "step-ca", Action: "revoke", Target: "cert:77"},     // 4
-		{Actor: "user:ivy", Action: "login", Target: "ivy"},         // 5
-		{Actor: "user:olga", Action: "revoke", Target: "GW-1"},      // 6
-		{Actor: "user:olga-2", Action: "revoke-all", Target: "GW-"}, // 7: no prefix matches
+		{Actor: "user:olga", Org: "acme", Action: "revoke", Target: "GW-1"},        // 1
+		{Actor: "user:ivy", Org: "acme", Action: "claim", Target: "GW-1"},          // 2
+		{Actor: "user:olga", Org: "acme", Action: "revoke", Target: "GW-2"},        // 3
+		{Actor: "step-ca", Action: "revoke", Target: "cert:77"},                    // 4: no organisation
+		{Actor: "user:ivy", Org: "acme", Action: "login", Target: "ivy"},           // 5
+		{Actor: "user:olga", Org: "acme", Action: "revoke", Target: "GW-1"},        // 6
+		{Actor: "user:olga-2", Org: "acme-2", Action: "revoke-all", Target: "GW-"}, // 7: no prefix matches
+		{Actor: "user:gus", Org: "globex", Action: "revoke", Target: "GW-9"},       // 8
 	} {
 		e.Result = audit.ResultOK
 		mustRecord(t, l, e)
@@ -268,7 +269,7 @@ func TestListFilters(t *testing.T) {
 		q    audit.Query
 		want []uint64
 	}{
-		{audit.Query{Action: "revoke"}, []uint64{6, 4, 3, 1}},
+		{audit.Query{Action: "revoke"}, []uint64{8, 6, 4, 3, 1}},
 		{audit.Query{Target: "GW-1"}, []uint64{6, 2, 1}},
 		{audit.Query{Actor: "user:olga"}, []uint64{6, 3, 1}},
 		{audit.Query{Actor: "user:olga", Target: "GW-1"}, []uint64{6, 1}},
@@ -276,6 +277,12 @@ func TestListFilters(t *testing.T) {
 		{audit.Query{Action: "claim", Actor: "user:olga"}, []uint64{}},
 		{audit.Query{Action: "REVOKE"}, []uint64{}},
 		{audit.Query{Action: "revoke", Before: 6}, []uint64{4, 3, 1}},
+		{audit.Query{Org: "acme"}, []uint64{6, 5, 3, 2, 1}},
+		{audit.Query{Org: "globex"}, []uint64{8}},
+		{audit.Query{Org: "ACME"}, []uint64{}},
+		{audit.Query{Org: "acme", Action: "revoke", Target: "GW-1"}, []uint64{6, 1}},
+		{audit.Query{Org: "globex", Actor: "user:olga"}, []uint64{}},
+		{audit.Query{Org: "acme", Before: 5}, []uint64{3, 2, 1}},
 	}
 	for _, tc := range tests {
 		p := mustList(t, l, tc.q)
@@ -285,8 +292,16 @@ func TestListFilters(t *testing.T) {
 	}
 	// A filtered page that fills up says where to go on.
 	p := mustList(t, l, audit.Query{Action: "revoke", Limit: 2})
-	if diff := cmp.Diff([]uint64{6, 4}, seqs(p)); diff != "" || p.Next != 4 {
-		t.Errorf("List(revoke, limit 2) (-want +got):\n%s next %d; want 4", diff, p.Next)
+	if diff := cmp.Diff([]uint64{8, 6}, seqs(p)); diff != "" || p.Next != 6 {
+		t.Errorf("List(revoke, limit 2) (-want +got):\n%s next %d; want 6", diff, p.Next)
+	}
+	p = mustList(t, l, audit.Query{Org: "acme", Limit: 2})
+	if diff := cmp.Diff([]uint64{6, 5}, seqs(p)); diff != "" || p.Next != 5 {
+		t.Errorf("List(org acme, limit 2) (-want +got):\n%s next %d; want 5", diff, p.Next)
+	}
+	// The organisation is stored and read back.
+	if p := mustList(t, l, audit.Query{Before: 2, Limit: 1}); len(p.Entries) != 1 || p.Entries[0].Org != "acme" {
+		t.Errorf("List(before 2, limit 1) = %+v; want entry 1 of org acme", p.Entries)
 	}
 }
 
@@ -330,10 +345,11 @@ func TestListRefusesBadQueries(t *testing.T) {
 		{Action: strings.Repeat("a", 1025)},
 		{Target: strings.Repeat("a", 1025)},
 		{Actor: strings.Repeat("a", 1025)},
+		{Org: strings.Repeat("a", 1025)},
 	} {
 		if _, err := l.List(context.Background(), q); !errors.Is(err, audit.ErrInvalidQuery) {
-			t.Errorf("List(limit %d, filters of %d/%d/%d bytes): %v; want ErrInvalidQuery",
-				q.Limit, len(q.Action), len(q.Target), len(q.Actor), err)
+			t.Errorf("List(limit %d, filters of %d/%d/%d/%d bytes): %v; want ErrInvalidQuery",
+				q.Limit, len(q.Action), len(q.Target), len(q.Actor), len(q.Org), err)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -389,6 +405,7 @@ func TestRecordBoundsUntrustedFields(t *testing.T) {
 	long := strings.Repeat("é", 600) // 1200 bytes, two per rune
 	got := mustRecord(t, l, audit.Entry{
 		Actor:  "user:" + long,
+		Org:    long,
 		Action: "login",
 		Target: long,
 		Result: audit.ResultRefused,
@@ -401,6 +418,7 @@ func TestRecordBoundsUntrustedFields(t *testing.T) {
 		max  int
 	}{
 		{"actor", got.Actor, 128},
+		{"org", got.Org, 64},
 		{"target", got.Target, 256},
 		{"source", got.Source, 128},
 		{"detail note", got.Detail["note"], 1024},

@@ -20,6 +20,7 @@ func FuzzParseQuery(f *testing.F) {
 		"", "limit=10", "before=42&limit=1000", "action=revoke&target=GW-1&actor=user%3Aolga",
 		"limit=0", "limit=1001", "before=-1", "before=18446744073709551615", "acton=x", "action=a&action=b",
 		"target=%zz", "action=%E2%80%A6", "target=a+b", "actor=;", "&&=&", "limit=+5", "limit=0x10",
+		"org=acme&action=login", "org=acme&org=globex", "org=acme+%26+co",
 	} {
 		f.Add(s)
 	}
@@ -28,7 +29,8 @@ func FuzzParseQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if q.Limit < 0 || q.Limit > MaxLimit || len(q.Action) > maxFilterLen || len(q.Target) > maxFilterLen || len(q.Actor) > maxFilterLen {
+		if q.Limit < 0 || q.Limit > MaxLimit || len(q.Action) > maxFilterLen || len(q.Target) > maxFilterLen || len(q.Actor) > maxFilterLen ||
+			len(q.Org) > maxFilterLen {
 			t.Fatalf("parseQuery(%q) accepted %+v, out of bounds", raw, q)
 		}
 		again, err := parseQuery(q.Encode())

@@ -12,27 +12,62 @@ import (
 	"github.com/gwpki/gwpki/internal/httpapi"
 )
 
+// Scope says which entries the caller of GET /v1/audit may read. [Log.Routes]
+// calls it once the middleware has authenticated the request: all true (an
+// admin) means every entry; otherwise only the entries of organisation org.
+type Scope func(r *http.Request) (org string, all bool)
+
+// errOtherOrg answers an operator who asks for another organisation's
+// entries.
+const errOtherOrg = "operators see only their organisation's audit entries"
+
 // Routes mounts the audit API on r behind mw, the authentication middleware
-// (gwpki serve passes the accounts' RequireRole(claim.RoleOperator)):
+// (gwpki serve passes the accounts' RequireRole(claim.RoleOperator)), scoped
+// by scope:
 //
-//	GET /v1/audit?before=&limit=&action=&target=&actor=   a [Page] as JSON
+//	GET /v1/audit?before=&limit=&action=&target=&actor=&org=   a [Page] as JSON
 //
 // The parameters are those of [Query] (see [Query.Encode]); each may be
 // given once, and an unknown, repeated or malformed one is answered 400
-// with a hint. Routes panics without middleware: the log must never be
-// served to anyone who asks.
-func (l *Log) Routes(r chi.Router, mw ...func(http.Handler) http.Handler) {
+// with a hint.
+//
+// When scope says all, the query is used as given. Otherwise the query's
+// Org is forced to the caller's organisation: without org, or with org set
+// to that organisation, the caller gets its entries (never those of no
+// organisation); org naming another organisation, or a caller of no
+// organisation, is answered 403.
+//
+// Routes panics without middleware or with a nil scope: the log must never
+// be served to anyone who asks.
+func (l *Log) Routes(r chi.Router, scope Scope, mw ...func(http.Handler) http.Handler) {
+	if scope == nil {
+		panic("audit: Routes without a scope")
+	}
 	if len(mw) == 0 {
 		panic("audit: Routes without authentication middleware")
 	}
-	r.With(mw...).Get("/v1/audit", l.handleList)
+	r.With(mw...).Get("/v1/audit", func(w http.ResponseWriter, r *http.Request) { l.handleList(w, r, scope) })
 }
 
-func (l *Log) handleList(w http.ResponseWriter, r *http.Request) {
+func (l *Log) handleList(w http.ResponseWriter, r *http.Request, scope Scope) {
 	q, err := parseQuery(r.URL.RawQuery)
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
+	}
+	if org, all := scope(r); !all {
+		switch {
+		case org == "":
+			// Forcing an empty Org would filter nothing: everything.
+			httpapi.WriteError(w, r, httpapi.Errorf(http.StatusForbidden, errOtherOrg).
+				WithHint("your account has no organisation; only admins see the whole log"))
+			return
+		case q.Org != "" && q.Org != org:
+			httpapi.WriteError(w, r, httpapi.Errorf(http.StatusForbidden, errOtherOrg).
+				WithHint("leave out org: your organisation's entries are shown"))
+			return
+		}
+		q.Org = org
 	}
 	page, err := l.List(r.Context(), q)
 	if errors.Is(err, ErrInvalidQuery) {
@@ -49,9 +84,9 @@ func (l *Log) handleList(w http.ResponseWriter, r *http.Request) {
 }
 
 // queryParams are the parameters of GET /v1/audit.
-var queryParams = []string{"before", "limit", "action", "target", "actor"}
+var queryParams = []string{"before", "limit", "action", "target", "actor", "org"}
 
-const queryHint = "use before, limit, action, target and actor, each at most once"
+const queryHint = "use before, limit, action, target, actor and org, each at most once"
 
 // Encode returns q as the query string of GET /v1/audit, without the "?";
 // zero fields are left out.
@@ -63,7 +98,7 @@ func (q Query) Encode() string {
 	if q.Limit != 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
-	for name, s := range map[string]string{"action": q.Action, "target": q.Target, "actor": q.Actor} {
+	for name, s := range map[string]string{"action": q.Action, "target": q.Target, "actor": q.Actor, "org": q.Org} {
 		if s != "" {
 			v.Set(name, s)
 		}
@@ -108,8 +143,8 @@ func parseQuery(raw string) (Query, error) {
 		}
 		q.Limit = n
 	}
-	q.Action, q.Target, q.Actor = v.Get("action"), v.Get("target"), v.Get("actor")
-	for _, f := range []struct{ name, s string }{{"action", q.Action}, {"target", q.Target}, {"actor", q.Actor}} {
+	q.Action, q.Target, q.Actor, q.Org = v.Get("action"), v.Get("target"), v.Get("actor"), v.Get("org")
+	for _, f := range []struct{ name, s string }{{"action", q.Action}, {"target", q.Target}, {"actor", q.Actor}, {"org", q.Org}} {
 		if len(f.s) > maxFilterLen {
 			return q, httpapi.Errorf(http.StatusBadRequest, "%s longer than %d bytes", f.name, maxFilterLen).
 				WithHint("filters match whole values, which are never that long")

@@ -19,9 +19,17 @@ import (
 	"github.com/gwpki/gwpki/internal/store/storetest"
 )
 
+// userScope scopes the audit API as gwpki serve does: admins see all, others
+// their organisation.
+func userScope(r *http.Request) (string, bool) {
+	u, ok := claim.UserFromContext(r.Context())
+	return u.Org, ok && u.Role == claim.RoleAdmin
+}
+
 // auditServer serves the real accounts API and the audit log behind the
-// operator role check, as gwpki serve mounts them, with an admin ada, an
-// operator olga and an installer ivy, and three entries in the log.
+// operator role check and scoped by userScope, as gwpki serve mounts them,
+// with an admin ada (org hq), an operator olga and an installer ivy (org
+// acme), and three entries of org acme in the log.
 func auditServer(t *testing.T) (url string, l *audit.Log) {
 	t.Helper()
 	db := storetest.OpenTemp(t)
@@ -40,17 +48,17 @@ func auditServer(t *testing.T) (url string, l *audit.Log) {
 	}
 	l = newLog(t, db, audit.WithClock(stepClock()))
 	for _, e := range []audit.Entry{
-		{Actor: "user:ivy", Action: "claim", Target: "GW-1", Result: audit.ResultRefused, Source: "192.0.2.9:5000",
+		{Actor: "user:ivy", Org: "acme", Action: "claim", Target: "GW-1", Result: audit.ResultRefused, Source: "192.0.2.9:5000",
 			Detail: map[string]string{"why": "wrong code"}},
-		{Actor: "user:ivy", Action: "claim", Target: "GW-1", Result: audit.ResultOK, Source: "192.0.2.9:5001"},
-		{Actor: "user:olga", Action: "revoke", Target: "GW-1", Result: audit.ResultOK, Source: "192.0.2.7:41234",
+		{Actor: "user:ivy", Org: "acme", Action: "claim", Target: "GW-1", Result: audit.ResultOK, Source: "192.0.2.9:5001"},
+		{Actor: "user:olga", Org: "acme", Action: "revoke", Target: "GW-1", Result: audit.ResultOK, Source: "192.0.2.7:41234",
 			Detail: map[string]string{"reason": "key compromise", "certificates": "2"}},
 	} {
 		mustRecord(t, l, e)
 	}
 	r := chi.NewRouter()
 	accounts.Routes(r)
-	l.Routes(r, accounts.RequireRole(claim.RoleOperator))
+	l.Routes(r, userScope, accounts.RequireRole(claim.RoleOperator))
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return srv.URL, l
@@ -129,9 +137,9 @@ func TestAuditAPIAnswers(t *testing.T) {
 	// The exact JSON: field names, RFC 3339 UTC times, empty fields left out.
 	resp, body := get(t, url+"/v1/audit?limit=2", token)
 	want := `{"entries":[` +
-		`{"seq":3,"time":"2026-05-01T10:00:02Z","actor":"user:olga","action":"revoke","target":"GW-1","result":"ok",` +
+		`{"seq":3,"time":"2026-05-01T10:00:02Z","actor":"user:olga","org":"acme","action":"revoke","target":"GW-1","result":"ok",` +
 		`"source":"192.0.2.7:41234","detail":{"certificates":"2","reason":"key compromise"}},` +
-		`{"seq":2,"time":"2026-05-01T10:00:01Z","actor":"user:ivy","action":"claim","target":"GW-1","result":"ok",` +
+		`{"seq":2,"time":"2026-05-01T10:00:01Z","actor":"user:ivy","org":"acme","action":"claim","target":"GW-1","result":"ok",` +
 		`"source":"192.0.2.9:5001"}` +
 		`],"next":2}` + "\n"
 	if resp.StatusCode != http.StatusOK || body != want {
@@ -176,7 +184,7 @@ func TestAuditAPIAnswers(t *testing.T) {
 func TestAuditAPIRefusesBadParameters(t *testing.T) {
 	url, _ := auditServer(t)
 	token := login(t, url, "olga", "olga password")
-	const paramsHint = "use before, limit, action, target and actor, each at most once"
+	const paramsHint = "use before, limit, action, target, actor and org, each at most once"
 	tests := []struct {
 		query, msg, hint string
 	}{
@@ -191,6 +199,8 @@ func TestAuditAPIRefusesBadParameters(t *testing.T) {
 		{"action=revoke&action=claim", "query parameter action given more than once", paramsHint},
 		{"target=%zz", "malformed query string", "percent-encode the parameter values"},
 		{"actor=" + strings.Repeat("a", 1025), "actor longer than 1024 bytes", "filters match whole values, which are never that long"},
+		{"org=" + strings.Repeat("a", 1025), "org longer than 1024 bytes", "filters match whole values, which are never that long"},
+		{"org=acme&org=acme", "query parameter org given more than once", paramsHint},
 	}
 	for _, tc := range tests {
 		resp, body := get(t, url+"/v1/audit?"+tc.query, token)
@@ -212,14 +222,128 @@ func TestAuditAPIRefusesBadParameters(t *testing.T) {
 	}
 }
 
+// TestAuditAPIScopesByOrg: operators read only their organisation's entries,
+// whatever they ask; admins read all and may filter by organisation.
+func TestAuditAPIScopesByOrg(t *testing.T) {
+	url, l := auditServer(t)
+	mustRecord(t, l, audit.Entry{Actor: "user:gus", Org: "globex", Action: "revoke", Target: "GW-9", Result: audit.ResultOK})      // 4
+	mustRecord(t, l, audit.Entry{Actor: audit.StationActor("line1"), Action: "register", Target: "GW-10", Result: audit.ResultOK}) // 5: no org
+	olga := login(t, url, "olga", "olga password")
+	ada := login(t, url, "ada", "ada password")
+
+	tests := []struct {
+		user, token, query string
+		want               []uint64
+	}{
+		{"olga", olga, "", []uint64{3, 2, 1}},
+		{"olga", olga, "?org=acme", []uint64{3, 2, 1}},
+		{"olga", olga, "?org=", []uint64{3, 2, 1}},
+		{"olga", olga, "?target=GW-9", []uint64{}},
+		{"olga", olga, "?action=register", []uint64{}},
+		{"olga", olga, "?action=revoke&org=acme", []uint64{3}},
+		{"ada", ada, "", []uint64{5, 4, 3, 2, 1}},
+		{"ada", ada, "?org=globex", []uint64{4}},
+		{"ada", ada, "?org=acme&action=claim", []uint64{2, 1}},
+		{"ada", ada, "?org=hq", []uint64{}},
+		{"ada", ada, "?action=register", []uint64{5}},
+	}
+	for _, tc := range tests {
+		resp, body := get(t, url+"/v1/audit"+tc.query, tc.token)
+		var p audit.Page
+		if err := json.Unmarshal([]byte(body), &p); err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /v1/audit%s as %s = %d %q; want 200", tc.query, tc.user, resp.StatusCode, body)
+			continue
+		}
+		if got := seqs(p); !slices.Equal(got, tc.want) {
+			t.Errorf("GET /v1/audit%s as %s = seqs %v; want %v", tc.query, tc.user, got, tc.want)
+		}
+	}
+
+	for _, query := range []string{"?org=globex", "?org=hq&action=revoke", "?org=ACME"} {
+		resp, body := get(t, url+"/v1/audit"+query, olga)
+		want := `{"error":"operators see only their organisation's audit entries",` +
+			`"hint":"leave out org: your organisation's entries are shown"}` + "\n"
+		if resp.StatusCode != http.StatusForbidden || body != want {
+			t.Errorf("GET /v1/audit%s as olga = %d %q; want 403 %q", query, resp.StatusCode, body, want)
+		}
+	}
+}
+
+// TestRoutesScopeIsEnforced drives Routes with a stub middleware and scope:
+// a caller of no organisation that is not all-seeing reads nothing, and the
+// scope is asked only after the middleware has run.
+func TestRoutesScopeIsEnforced(t *testing.T) {
+	l := newLog(t, storetest.OpenTemp(t))
+	mustRecord(t, l, audit.Entry{Actor: audit.ActorSystem, Action: "start", Result: audit.ResultOK})
+	mustRecord(t, l, audit.Entry{Actor: "user:olga", Org: "acme", Action: "login", Result: audit.ResultOK})
+	type key struct{}
+	authenticate := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			org, all := r.Header.Get("X-Org"), r.Header.Get("X-All") != ""
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), key{}, [2]any{org, all})))
+		})
+	}
+	scope := func(r *http.Request) (string, bool) {
+		v, ok := r.Context().Value(key{}).([2]any)
+		if !ok {
+			t.Error("scope called before the middleware ran")
+			return "", false
+		}
+		return v[0].(string), v[1].(bool)
+	}
+	r := chi.NewRouter()
+	l.Routes(r, scope, authenticate)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+
+	tests := []struct {
+		org, all, query string
+		status          int
+		want            []uint64
+	}{
+		{"", "", "", http.StatusForbidden, nil},
+		{"", "", "?org=acme", http.StatusForbidden, nil},
+		{"acme", "", "", http.StatusOK, []uint64{2}},
+		{"globex", "", "", http.StatusOK, []uint64{}},
+		{"globex", "", "?org=acme", http.StatusForbidden, nil},
+		{"", "yes", "", http.StatusOK, []uint64{2, 1}},
+		{"acme", "yes", "?org=globex", http.StatusOK, []uint64{}},
+	}
+	for _, tc := range tests {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v1/audit"+tc.query, nil)
+		req.Header.Set("X-Org", tc.org)
+		req.Header.Set("X-All", tc.all)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p audit.Page
+		err = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || tc.status == http.StatusOK && (err != nil || !slices.Equal(seqs(p), tc.want)) {
+			t.Errorf("GET /v1/audit%s as org %q all %q = %d seqs %v (%v); want %d seqs %v",
+				tc.query, tc.org, tc.all, resp.StatusCode, seqs(p), err, tc.status, tc.want)
+		}
+	}
+}
+
 func TestRoutesRefusesToServeWithoutAuthentication(t *testing.T) {
 	l := newLog(t, storetest.OpenTemp(t))
-	defer func() {
-		if recover() == nil {
-			t.Error("Routes without middleware did not panic")
-		}
-	}()
-	l.Routes(chi.NewRouter())
+	noop := func(h http.Handler) http.Handler { return h }
+	all := func(*http.Request) (string, bool) { return "", true }
+	for name, mount := range map[string]func(){
+		"without middleware": func() { l.Routes(chi.NewRouter(), all) },
+		"without a scope":    func() { l.Routes(chi.NewRouter(), nil, noop) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Routes %s did not panic", name)
+				}
+			}()
+			mount()
+		}()
+	}
 }
 
 func TestQueryEncode(t *testing.T) {
@@ -230,6 +354,8 @@ func TestQueryEncode(t *testing.T) {
 		{audit.Query{}, ""},
 		{audit.Query{Before: 42, Limit: 10}, "before=42&limit=10"},
 		{audit.Query{Action: "revoke", Target: "cert:12 34", Actor: "user:olga"}, "action=revoke&actor=user%3Aolga&target=cert%3A12+34"},
+		{audit.Query{Org: "acme & co"}, "org=acme+%26+co"},
+		{audit.Query{Limit: 5, Org: "acme", Action: "login"}, "action=login&limit=5&org=acme"},
 	}
 	for _, tc := range tests {
 		if got := tc.q.Encode(); got != tc.want {

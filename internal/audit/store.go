@@ -14,7 +14,8 @@ import (
 
 // entryStore is everything [Log] keeps. The bbolt implementation below is
 // the embedded default; a PostgreSQL one (a bigserial key, an index on
-// action, target and actor) can take its place without touching the rest.
+// action, target, actor and org) can take its place without touching the
+// rest.
 type entryStore interface {
 	// append stores es in order, all or none, setting each one's Seq, and
 	// returns once they are durable.
@@ -36,6 +37,7 @@ var bucketEntries = []byte("audit/entries")
 type record struct {
 	Time   time.Time         `json:"time"`
 	Actor  string            `json:"actor,omitempty"`
+	Org    string            `json:"org,omitempty"`
 	Action string            `json:"action"`
 	Target string            `json:"target,omitempty"`
 	Result string            `json:"result"`
@@ -70,7 +72,7 @@ func (s *boltStore) append(ctx context.Context, es []Entry) error {
 	vals := make([][]byte, len(es))
 	for i, e := range es {
 		v, err := json.Marshal(record{
-			Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target,
+			Time: e.Time, Actor: e.Actor, Org: e.Org, Action: e.Action, Target: e.Target,
 			Result: e.Result, Source: e.Source, Detail: e.Detail,
 		})
 		if err != nil {
@@ -114,7 +116,7 @@ func (s *boltStore) list(ctx context.Context, q Query, maxScan int) (Page, error
 		} else {
 			k, v = c.Prev()
 		}
-		filtered := q.Action != "" || q.Target != "" || q.Actor != ""
+		filtered := q.Action != "" || q.Target != "" || q.Actor != "" || q.Org != ""
 		var last uint64
 		for scanned := 0; k != nil; k, v = c.Prev() {
 			// Another entry exists here: a full page or a spent scan says
@@ -139,11 +141,12 @@ func (s *boltStore) list(ctx context.Context, q Query, maxScan int) (Page, error
 			}
 			if filtered && (q.Action != "" && r.Action != q.Action ||
 				q.Target != "" && r.Target != q.Target ||
-				q.Actor != "" && r.Actor != q.Actor) {
+				q.Actor != "" && r.Actor != q.Actor ||
+				q.Org != "" && r.Org != q.Org) {
 				continue
 			}
 			page.Entries = append(page.Entries, Entry{
-				Seq: last, Time: r.Time, Actor: r.Actor, Action: r.Action, Target: r.Target,
+				Seq: last, Time: r.Time, Actor: r.Actor, Org: r.Org, Action: r.Action, Target: r.Target,
 				Result: r.Result, Source: r.Source, Detail: r.Detail,
 			})
 		}

@@ -143,7 +143,7 @@ func Run(ctx context.Context, opts Options) error {
 	api := chi.NewRouter()
 	accounts.Routes(api)
 	auth.RevocationRoutes(api, actor, accounts.RequireRole(claim.RoleOperator))
-	auditLog.Routes(api, accounts.RequireRole(claim.RoleOperator))
+	auditLog.Routes(api, auditScope, accounts.RequireRole(claim.RoleOperator))
 	registry.Routes(api, stationAuth(auth), verifyBirthCert(auth), accounts.RequireRole(claim.RoleOperator), apiURL+"/v1/bootstrap")
 	auth.Routes(api)
 	apiSrv := &http.Server{
