@@ -108,6 +108,24 @@ type Config struct {
 	// PasswordInDir is true when the CA key password was generated into
 	// secrets/password; otherwise serve needs --password-file.
 	PasswordInDir bool `json:"password_in_dir"`
+	// ClaimLimits tunes the claim attempt limits (docs/claiming.md);
+	// absent or zero fields keep the defaults of DESIGN.md.
+	ClaimLimits ClaimLimits `json:"claim_limits,omitzero"`
+}
+
+// ClaimLimits are the claim attempt limits as config.json spells them.
+// The claim package owns their meaning and defaults (claim.Limits); this
+// only carries them from the file.
+type ClaimLimits struct {
+	GatewayWindow     Duration `json:"gateway_window,omitzero"`
+	GatewayFree       int      `json:"gateway_free,omitempty"`
+	GatewayBackoff    Duration `json:"gateway_backoff,omitzero"`
+	GatewayMaxBackoff Duration `json:"gateway_max_backoff,omitzero"`
+	GatewayLock       int      `json:"gateway_lock,omitempty"`
+	UserWindow        Duration `json:"user_window,omitzero"`
+	UserMax           int      `json:"user_max,omitempty"`
+	SourceWindow      Duration `json:"source_window,omitzero"`
+	SourceMax         int      `json:"source_max,omitempty"`
 }
 
 // Defaults for Config's zero values.

@@ -118,6 +118,19 @@ func (d *DB) publish(ev Revocation) {
 // that event and how many of the gateway's certificates were revoked
 // already, or [ErrGatewayNotFound] when no certificate of gateway is stored.
 func (d *DB) RevokeGateway(ctx context.Context, gateway string, reason Reason, actor, source string) (Revocation, int, error) {
+	return d.revokeGateway(ctx, gateway, reason, actor, source, false)
+}
+
+// RevokeOperational is [DB.RevokeGateway] for the gateway's certificates
+// other than its birth certificates: those it obtained through bootstrap
+// and renewal. A gateway with none revokes nothing and is no error; one
+// with no certificate at all is [ErrGatewayNotFound].
+func (d *DB) RevokeOperational(ctx context.Context, gateway string, reason Reason, actor, source string) (Revocation, error) {
+	ev, _, err := d.revokeGateway(ctx, gateway, reason, actor, source, true)
+	return ev, err
+}
+
+func (d *DB) revokeGateway(ctx context.Context, gateway string, reason Reason, actor, source string, keepBirth bool) (Revocation, int, error) {
 	ev := Revocation{Actor: actor, Source: source}
 	already := 0
 	now := time.Now().UTC().Truncate(time.Second)
@@ -129,6 +142,15 @@ func (d *DB) RevokeGateway(ctx context.Context, gateway string, reason Reason, a
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			found = true
 			serial := string(k[len(prefix):])
+			if keepBirth {
+				data, err := getCertData(tx, serial)
+				if err != nil {
+					return err
+				}
+				if data.Birth {
+					continue
+				}
+			}
 			rc, ok, err := revokeInTx(tx, &db.RevokedCertificateInfo{
 				Serial: serial, ReasonCode: int(reason), Reason: reason.String(), RevokedAt: now,
 			})

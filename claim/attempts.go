@@ -20,6 +20,9 @@ type Limits struct {
 	// GatewayFree is how many failures a gateway tolerates within
 	// GatewayWindow before back-off starts (default 5).
 	GatewayFree int
+	// GatewayBackoff is the first back-off of a streak; each further
+	// failure of the streak doubles it (default 1m).
+	GatewayBackoff time.Duration
 	// GatewayMaxBackoff caps a gateway's back-off (default 24h).
 	GatewayMaxBackoff time.Duration
 	// GatewayLock is how many failures since the gateway's last successful
@@ -41,6 +44,7 @@ type Limits struct {
 var DefaultLimits = Limits{
 	GatewayWindow:     15 * time.Minute,
 	GatewayFree:       5,
+	GatewayBackoff:    time.Minute,
 	GatewayMaxBackoff: 24 * time.Hour,
 	GatewayLock:       20,
 	UserWindow:        time.Hour,
@@ -65,6 +69,7 @@ func (l Limits) withDefaults() Limits {
 	}
 	setDur(&l.GatewayWindow, d.GatewayWindow)
 	setInt(&l.GatewayFree, d.GatewayFree)
+	setDur(&l.GatewayBackoff, d.GatewayBackoff)
 	setDur(&l.GatewayMaxBackoff, d.GatewayMaxBackoff)
 	setInt(&l.GatewayLock, d.GatewayLock)
 	setDur(&l.UserWindow, d.UserWindow)
@@ -75,15 +80,16 @@ func (l Limits) withDefaults() Limits {
 }
 
 // backoff is the back-off set by the n-th failure (n >= 1) of a back-off
-// streak: 2^(n-1) minutes, at most max.
-func backoff(n int, max time.Duration) time.Duration {
+// streak: 2^(n-1) times base, at most max.
+func backoff(n int, base, max time.Duration) time.Duration {
 	if n < 1 {
 		return 0
 	}
-	if n > 40 {
-		return max
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
 	}
-	return min(time.Minute<<(n-1), max)
+	return min(d, max)
 }
 
 // Scopes of a [LimitError].
@@ -155,8 +161,8 @@ const maxAttemptKeyLen = 256
 // GatewayFree failures within any GatewayWindow are free. A failure beyond
 // them starts a back-off streak, and each failure of a streak sets a back-off
 // during which Reserve refuses: the k-th failure beyond the free ones, that
-// is the (GatewayFree+k)-th, waits 2^(k-1) minutes (1, 2, 4, ... capped at
-// GatewayMaxBackoff). The streak goes on as long as each failure comes within
+// is the (GatewayFree+k)-th, waits 2^(k-1) times GatewayBackoff (1, 2, 4, ...
+// minutes by default, capped at GatewayMaxBackoff). The streak goes on as long as each failure comes within
 // GatewayWindow after the previous back-off ended; after that much quiet the
 // free failures are available again. Independently, GatewayLock failures since
 // the last successful claim or unlock, however far apart, lock the gateway
@@ -283,6 +289,23 @@ func (a *Attempts) Gateway(ctx context.Context, gateway string) (GatewayAttempts
 		return GatewayAttempts{}, fmt.Errorf("read gateway %s claim attempts: %w", gateway, err)
 	}
 	return rec.state(a.now(), a.limits), nil
+}
+
+// Left returns how many more failures gateway, user and source may have
+// now before a limit refuses or back-off starts: the least of the gateway's
+// free failures left in its window (none during a back-off streak), its
+// failures left before the lock, and the user's and the source's attempts
+// left in their windows. An empty name is not considered.
+func (a *Attempts) Left(ctx context.Context, gateway, user, source string) (int, error) {
+	k, err := a.keys(gateway, user, source)
+	if err != nil {
+		return 0, fmt.Errorf("count claim attempts left: %w", err)
+	}
+	left, err := a.store.left(ctx, k, a.now(), a.limits)
+	if err != nil {
+		return 0, fmt.Errorf("count claim attempts left: %w", err)
+	}
+	return left, nil
 }
 
 // Prune deletes user and source counters whose windows have passed.

@@ -60,7 +60,7 @@ func (r *gatewayRecord) fail(at time.Time, l Limits) {
 	}
 	if r.Streak > 0 || len(r.Failures) > l.GatewayFree {
 		r.Streak++
-		r.NotBefore = at.Add(backoff(r.Streak, l.GatewayMaxBackoff))
+		r.NotBefore = at.Add(backoff(r.Streak, l.GatewayBackoff, l.GatewayMaxBackoff))
 	}
 }
 
@@ -239,6 +239,30 @@ func (s *attemptStore) refund(ctx context.Context, k attemptKeys, at time.Time, 
 		}
 		return nil
 	})
+}
+
+// left reads what [Attempts.Left] reports.
+func (s *attemptStore) left(_ context.Context, k attemptKeys, at time.Time, l Limits) (int, error) {
+	left := max(l.GatewayFree, l.GatewayLock, l.UserMax, l.SourceMax)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if k.gateway != "" {
+			gw, err := getGatewayRecord(tx, k.gateway)
+			if err != nil {
+				return err
+			}
+			free := l.GatewayFree - len(recentFailures(gw.Failures, at.Add(-l.GatewayWindow)))
+			if gw.Streak > 0 && at.Before(gw.NotBefore.Add(l.GatewayWindow)) {
+				free = 0
+			}
+			left = min(left, free, l.GatewayLock-gw.Total)
+		}
+		for _, lg := range k.logs(l) {
+			n := len(recentAttempts(tx.Bucket(lg.bucket).Get([]byte(lg.key)), at.Add(-lg.limit.window)))
+			left = min(left, lg.limit.max-n)
+		}
+		return nil
+	})
+	return max(left, 0), err
 }
 
 func (s *attemptStore) clearGateway(ctx context.Context, gateway string) error {

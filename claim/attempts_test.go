@@ -84,7 +84,7 @@ func TestBackoff(t *testing.T) {
 		{0, 0}, {1, time.Minute}, {2, 2 * time.Minute}, {3, 4 * time.Minute}, {11, 1024 * time.Minute},
 		{12, 24 * time.Hour}, {40, 24 * time.Hour}, {41, 24 * time.Hour}, {1000, 24 * time.Hour},
 	} {
-		if got := backoff(tc.n, 24*time.Hour); got != tc.want {
+		if got := backoff(tc.n, time.Minute, 24*time.Hour); got != tc.want {
 			t.Errorf("backoff(%d, 24h) = %v; want %v", tc.n, got, tc.want)
 		}
 	}

@@ -55,14 +55,17 @@ var (
 	ErrInvalidDeviceQuery = errors.New("invalid device query")
 )
 
-// Device states. Issue 5 adds claimed and locked.
+// Device states.
 const (
-	// StateUnclaimed: registered on the line, not yet any organisation's.
+	// StateUnclaimed: registered on the line, not yet any organisation's
+	// (or unclaimed since).
 	StateUnclaimed = "unclaimed"
+	// StateClaimed: an organisation's, by a claim with one of its codes.
+	StateClaimed = "claimed"
 )
 
 // deviceStates are the states a device can be in, for query validation.
-var deviceStates = []string{StateUnclaimed}
+var deviceStates = []string{StateUnclaimed, StateClaimed}
 
 // Device is a registered gateway as the registry keeps and shows it. It
 // holds no secret: the claim secret and the codes are derived when needed.
@@ -85,10 +88,16 @@ type Device struct {
 	// secret and the label code are derived from it, so a reissue
 	// retires the old ones.
 	Generation int `json:"generation"`
-	// State is [StateUnclaimed] for now.
+	// State is [StateUnclaimed] or [StateClaimed].
 	State string `json:"state"`
 	// Org is the organisation that claimed the gateway, empty until then.
 	Org string `json:"org,omitempty"`
+	// ClaimedAt and ClaimedBy (a username) say when and by whom the
+	// gateway was claimed; only its organisation and admins see them.
+	ClaimedAt time.Time `json:"claimed_at,omitzero"`
+	ClaimedBy string    `json:"claimed_by,omitempty"`
+	// LabelUsed: the label code of the current generation is spent.
+	LabelUsed bool `json:"label_used,omitempty"`
 }
 
 // CertInfo is what the server has verified about the birth certificate
@@ -152,9 +161,9 @@ type DeviceQuery struct {
 	// Limit is the most devices to return: 0 means [DefaultDeviceLimit],
 	// at most [MaxDeviceLimit].
 	Limit int
-	// State and Model, when not empty, keep only the devices whose field
-	// is exactly equal.
-	State, Model string
+	// State, Model and Org, when not empty, keep only the devices whose
+	// field is exactly equal.
+	State, Model, Org string
 }
 
 // DevicePage is one page of devices.
@@ -282,7 +291,7 @@ func (r *Registry) register(ctx context.Context, req RegisterRequest) (Device, b
 
 	now := r.now().UTC()
 	var created bool
-	rec, err := r.store.register(ctx, req.Serial, func(old *deviceRecord) (deviceRecord, bool, error) {
+	rec, err := r.store.update(ctx, req.Serial, func(old *deviceRecord) (deviceRecord, bool, error) {
 		// Runs inside the store's transaction, perhaps more than once:
 		// everything it reports is set afresh on each run.
 		created = old == nil
@@ -306,6 +315,8 @@ func (r *Registry) register(ctx context.Context, req RegisterRequest) (Device, b
 			rec.Model, rec.Station = req.Model, req.Station
 			rec.IDevIDSerial, rec.IDevIDNotAfter = req.Cert.Serial, req.Cert.NotAfter.UTC()
 			rec.Generation++
+			// A new label with a new code: it has not been used.
+			rec.LabelUsed = false
 			return rec, true, nil
 		}
 	})
@@ -420,7 +431,7 @@ func (q DeviceQuery) validate() error {
 	switch {
 	case q.Limit < 0 || q.Limit > MaxDeviceLimit:
 		return fmt.Errorf("%w: limit %d: want 1 to %d", ErrInvalidDeviceQuery, q.Limit, MaxDeviceLimit)
-	case len(q.After) > maxFilterLen || len(q.Model) > maxFilterLen || len(q.State) > maxFilterLen:
+	case len(q.After) > maxFilterLen || len(q.Model) > maxFilterLen || len(q.State) > maxFilterLen || len(q.Org) > maxFilterLen:
 		return fmt.Errorf("%w: a parameter longer than %d bytes", ErrInvalidDeviceQuery, maxFilterLen)
 	case q.State != "" && !validState(q.State):
 		return fmt.Errorf("%w: unknown state %q", ErrInvalidDeviceQuery, q.State)

@@ -59,8 +59,12 @@ type Registration struct {
 // Routes mounts the registry's API on router:
 //
 //	POST /v1/devices            (station)  RegisterBody -> 201 Registration (200 when registered already)
-//	GET  /v1/devices?after=&limit=&state=&model=   (operator) a DevicePage
+//	GET  /v1/devices?after=&limit=&state=&model=&org=   (operator) a DevicePage
 //	GET  /v1/devices/{serial}   (operator) a Device
+//
+// Operators see only their organisation's gateways (an unclaimed gateway
+// is nobody's); admins see all and may filter by org. Another
+// organisation's gateway is answered 404, like an unknown serial.
 //
 // stationAuth authenticates registrations, verify checks their birth
 // certificates, operator guards the read routes (gwpki serve passes
@@ -196,6 +200,20 @@ func (r *Registry) handleList(w http.ResponseWriter, req *http.Request) {
 		httpapi.WriteError(w, req, err)
 		return
 	}
+	user, ok := UserFromContext(req.Context())
+	if !ok {
+		httpapi.WriteError(w, req, errors.New("list devices: no user in the request context"))
+		return
+	}
+	// Operators see their organisation's gateways, admins all of them.
+	if user.Role != RoleAdmin {
+		if q.Org != "" && q.Org != user.Org {
+			httpapi.WriteError(w, req, httpapi.Errorf(http.StatusForbidden, "operators see only their organisation's gateways").
+				WithHint("leave out org, or ask an admin"))
+			return
+		}
+		q.Org = user.Org
+	}
 	page, err := r.Devices(req.Context(), q)
 	if errors.Is(err, ErrInvalidDeviceQuery) {
 		// parseDeviceQuery refuses all that Devices does; kept as a 400
@@ -211,23 +229,66 @@ func (r *Registry) handleList(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Registry) handleGet(w http.ResponseWriter, req *http.Request) {
+	user, ok := UserFromContext(req.Context())
+	if !ok {
+		httpapi.WriteError(w, req, errors.New("get device: no user in the request context"))
+		return
+	}
 	serial := chi.URLParam(req, "serial")
-	dev, err := r.Device(req.Context(), serial)
+	rec, err := r.store.device(req.Context(), serial)
+	if err == nil && !visible(user, rec) {
+		err = ErrDeviceNotFound
+	}
 	switch {
 	case errors.Is(err, ErrDeviceNotFound):
-		httpapi.WriteError(w, req, httpapi.Errorf(http.StatusNotFound, "no such device").
-			WithHint("gwpki devices lists the registered gateways"))
+		writeNoSuchDevice(w, req)
 	case err != nil:
 		httpapi.WriteError(w, req, err)
 	default:
-		httpapi.WriteJSON(w, http.StatusOK, dev)
+		httpapi.WriteJSON(w, http.StatusOK, rec.device())
 	}
 }
 
-// deviceQueryParams are the parameters of GET /v1/devices.
-var deviceQueryParams = []string{"after", "limit", "state", "model"}
+// Owned returns middleware for routes under /v1/devices/{serial} that
+// answers 404, as for an unknown serial, when the gateway is not the
+// authenticated user's organisation's (admins pass for every registered
+// gateway). It runs after the role middleware.
+func (r *Registry) Owned(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		user, ok := UserFromContext(req.Context())
+		if !ok {
+			httpapi.WriteError(w, req, errors.New("device access: no user in the request context"))
+			return
+		}
+		ok, err := r.Visible(req.Context(), user, chi.URLParam(req, "serial"))
+		switch {
+		case err != nil:
+			httpapi.WriteError(w, req, err)
+		case !ok:
+			writeNoSuchDevice(w, req)
+		default:
+			next.ServeHTTP(w, req)
+		}
+	})
+}
 
-const deviceQueryHint = "use after, limit, state and model, each at most once"
+// Visible reports whether the gateway serial is registered and user may see
+// it: an admin every gateway, anyone else their organisation's.
+func (r *Registry) Visible(ctx context.Context, user User, serial string) (bool, error) {
+	rec, err := r.store.device(ctx, serial)
+	if errors.Is(err, ErrDeviceNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up device %s: %w", serial, err)
+	}
+	return visible(user, rec), nil
+}
+
+// deviceQueryParams are the parameters of GET /v1/devices.
+var deviceQueryParams = []string{"after", "limit", "state", "model", "org"}
+
+const deviceQueryHint = "use after, limit, state, model and org, each at most once"
 
 // Encode returns q as the query string of GET /v1/devices, without the
 // "?"; zero fields are left out.
@@ -244,6 +305,9 @@ func (q DeviceQuery) Encode() string {
 	}
 	if q.Model != "" {
 		v.Set("model", q.Model)
+	}
+	if q.Org != "" {
+		v.Set("org", q.Org)
 	}
 	return v.Encode()
 }
@@ -278,8 +342,8 @@ func parseDeviceQuery(raw string) (DeviceQuery, error) {
 		}
 		q.Limit = n
 	}
-	q.After, q.State, q.Model = v.Get("after"), v.Get("state"), v.Get("model")
-	for _, f := range []struct{ name, s string }{{"after", q.After}, {"state", q.State}, {"model", q.Model}} {
+	q.After, q.State, q.Model, q.Org = v.Get("after"), v.Get("state"), v.Get("model"), v.Get("org")
+	for _, f := range []struct{ name, s string }{{"after", q.After}, {"state", q.State}, {"model", q.Model}, {"org", q.Org}} {
 		if len(f.s) > maxFilterLen {
 			return q, httpapi.Errorf(http.StatusBadRequest, "%s longer than %d bytes", f.name, maxFilterLen).
 				WithHint("serials and models are at most 64 characters")

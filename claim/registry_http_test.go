@@ -85,6 +85,7 @@ func newRegHTTPEnv(t testing.TB) *regHTTPEnv {
 	accounts.a = accounts.open(t)
 	accounts.mustCreate(t, "olga", "acme", RoleOperator, "olga password")
 	accounts.mustCreate(t, "ivy", "acme", RoleInstaller, "ivy password")
+	accounts.mustCreate(t, "ada", "maker", RoleAdmin, "ada password")
 	ca := &fakeCA{certs: map[string]CertInfo{}}
 	r := chi.NewRouter()
 	accounts.a.Routes(r)
@@ -259,10 +260,12 @@ func TestHTTPDevices(t *testing.T) {
 		a := env.post(t, "line1", registerBody(serial, []string{"alpha", "beta", "alpha"}[i], env.ca.issue(serial, "line1", i), false))
 		labels = append(labels, decodeRegistration(t, a).LabelCode)
 	}
+	// Unclaimed gateways are nobody's: admins see them, operators don't.
+	admin := env.http.login(t, "ada", "ada password")
 	olga := env.http.login(t, "olga", "olga password")
 	ivy := env.http.login(t, "ivy", "ivy password")
 
-	a := env.http.do(t, "GET", "/v1/devices", olga, "")
+	a := env.http.do(t, "GET", "/v1/devices", admin, "")
 	if a.status != http.StatusOK {
 		t.Fatalf("GET /v1/devices = %d %s", a.status, a.body)
 	}
@@ -277,7 +280,7 @@ func TestHTTPDevices(t *testing.T) {
 	if diff := cmp.Diff([]string{"GW-1/beta/unclaimed", "GW-2/alpha/unclaimed", "GW-3/alpha/unclaimed"}, got); diff != "" || page.Next != "" {
 		t.Errorf("GET /v1/devices: next %q; devices (-want +got):\n%s", page.Next, diff)
 	}
-	one := env.http.do(t, "GET", "/v1/devices/GW-2", olga, "")
+	one := env.http.do(t, "GET", "/v1/devices/GW-2", admin, "")
 	var dev Device
 	if err := json.Unmarshal([]byte(one.body), &dev); one.status != http.StatusOK || err != nil || dev.Serial != "GW-2" || dev.IDevIDSerial != "1000002" {
 		t.Errorf("GET /v1/devices/GW-2 = %d %s; want the device", one.status, one.body)
@@ -296,10 +299,10 @@ func TestHTTPDevices(t *testing.T) {
 		status      int
 		want        string // in the body
 	}{
-		{"/v1/devices?model=alpha&limit=1", olga, 200, `{"devices":[{"serial":"GW-2"`},
-		{"/v1/devices?model=alpha&limit=1&after=GW-2", olga, 200, `"serial":"GW-3"`},
-		{"/v1/devices?state=unclaimed&after=GW-3", olga, 200, `{"devices":[]}`},
-		{"/v1/devices?limit=2", olga, 200, `"next":"GW-2"`},
+		{"/v1/devices?model=alpha&limit=1", admin, 200, `{"devices":[{"serial":"GW-2"`},
+		{"/v1/devices?model=alpha&limit=1&after=GW-2", admin, 200, `"serial":"GW-3"`},
+		{"/v1/devices?state=unclaimed&after=GW-3", admin, 200, `{"devices":[]}`},
+		{"/v1/devices?limit=2", admin, 200, `"next":"GW-2"`},
 		{"/v1/devices?limit=0", olga, 400, "invalid limit"},
 		{"/v1/devices?limit=1001", olga, 400, "invalid limit"},
 		{"/v1/devices?limit=x", olga, 400, "invalid limit"},
@@ -309,6 +312,11 @@ func TestHTTPDevices(t *testing.T) {
 		{"/v1/devices?model=%zz", olga, 400, "malformed query"},
 		{"/v1/devices?model=" + strings.Repeat("m", 257), olga, 400, "longer than"},
 		{"/v1/devices/GW-9", olga, 404, "no such device"},
+		{"/v1/devices?org=maker", admin, 200, `{"devices":[]}`},
+		{"/v1/devices", olga, 200, `{"devices":[]}`},
+		{"/v1/devices?org=acme", olga, 200, `{"devices":[]}`},
+		{"/v1/devices?org=maker", olga, 403, "operators see only their organisation's gateways"},
+		{"/v1/devices/GW-2", olga, 404, "no such device"},
 		{"/v1/devices", ivy, 403, "needs role operator"},
 		{"/v1/devices/GW-1", ivy, 403, "needs role operator"},
 		{"/v1/devices", "", 401, "authentication required"},

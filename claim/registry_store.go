@@ -17,13 +17,13 @@ import (
 // around decide, indexes on state and model) can take its place without
 // touching the rest.
 type deviceStore interface {
-	// register reads the device stored under serial (nil when there is
+	// update reads the device stored under serial (nil when there is
 	// none), calls decide with it and, when decide says write, stores the
 	// record decide returns, all in one transaction, so that concurrent
-	// registrations of one serial see each other. It returns decide's
-	// record, or decide's error having written nothing. decide may be
-	// called more than once and must have no other effect.
-	register(ctx context.Context, serial string, decide func(old *deviceRecord) (rec deviceRecord, write bool, err error)) (deviceRecord, error)
+	// registrations and claims of one serial see each other. It returns
+	// decide's record, or decide's error having written nothing. decide
+	// may be called more than once and must have no other effect.
+	update(ctx context.Context, serial string, decide func(old *deviceRecord) (rec deviceRecord, write bool, err error)) (deviceRecord, error)
 	// device returns ErrDeviceNotFound for an unknown serial.
 	device(ctx context.Context, serial string) (deviceRecord, error)
 	// devices returns the devices after q.After in serial order that
@@ -45,11 +45,28 @@ type deviceRecord struct {
 	Generation     int       `json:"generation"`
 	State          string    `json:"state"`
 	Org            string    `json:"org,omitempty"`
+	ClaimedAt      time.Time `json:"claimed_at,omitzero"`
+	ClaimedBy      string    `json:"claimed_by,omitempty"`
+	// LabelUsed: the label code of this generation has claimed the
+	// gateway once and is spent.
+	LabelUsed bool `json:"label_used,omitempty"`
+	// DisplayUsed is the display-code window of the last claim with a
+	// display code: codes of that window and earlier are spent, so a
+	// code seen at a claim cannot claim the gateway again after an
+	// unclaim.
+	DisplayUsed uint64 `json:"display_used,omitempty"`
 }
 
-// device returns the record as the API shows it. The two types have the
-// same fields today; should the stored one grow, this becomes a literal.
-func (r deviceRecord) device() Device { return Device(r) }
+// device returns the record as the API shows it.
+func (r deviceRecord) device() Device {
+	return Device{
+		Serial: r.Serial, Model: r.Model, Station: r.Station,
+		IDevIDSerial: r.IDevIDSerial, IDevIDNotAfter: r.IDevIDNotAfter,
+		RegisteredAt: r.RegisteredAt, Generation: r.Generation,
+		State: r.State, Org: r.Org, ClaimedAt: r.ClaimedAt, ClaimedBy: r.ClaimedBy,
+		LabelUsed: r.LabelUsed,
+	}
+}
 
 // bucketDevices maps the gateway serial to its deviceRecord as JSON. The
 // prefix keeps it apart from other packages' buckets in the shared file.
@@ -84,7 +101,7 @@ func getDevice(b *bolt.Bucket, serial string) (*deviceRecord, error) {
 	return &rec, nil
 }
 
-func (s *boltDeviceStore) register(ctx context.Context, serial string, decide func(*deviceRecord) (deviceRecord, bool, error)) (deviceRecord, error) {
+func (s *boltDeviceStore) update(ctx context.Context, serial string, decide func(*deviceRecord) (deviceRecord, bool, error)) (deviceRecord, error) {
 	var out deviceRecord
 	err := s.db.Update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDevices)
@@ -162,7 +179,8 @@ func (s *boltDeviceStore) devices(ctx context.Context, q DeviceQuery, maxScan in
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return fmt.Errorf("decode device %s: %w", k, err)
 			}
-			if q.State != "" && rec.State != q.State || q.Model != "" && rec.Model != q.Model {
+			if q.State != "" && rec.State != q.State || q.Model != "" && rec.Model != q.Model ||
+				q.Org != "" && rec.Org != q.Org {
 				continue
 			}
 			recs = append(recs, rec)

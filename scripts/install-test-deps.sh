@@ -6,6 +6,7 @@
 #   softhsm2-util      SoftHSM2 and its PKCS#11 module (apt)
 #   mosquitto_pub/sub  MQTT clients (apt)
 #   rsvg-convert       librsvg, renders the SVG labels (apt librsvg2-bin)
+#   curl               an HTTPS client with client certificates (apt)
 # Safe to run any number of times; when everything is present it only looks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ if ! command -v softhsm2-util >/dev/null 2>&1 || [ ! -e "$SOFTHSM_MODULE" ]; the
 fi
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v rsvg-convert >/dev/null 2>&1 || missing+=(librsvg2-bin)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ "${#missing[@]}" -gt 0 ]; then
 	apt_install "${missing[@]}"
 fi
@@ -32,7 +34,7 @@ fi
 have_cmd step || go_install "$STEP_CLI"
 
 # Check rather than trust: fail here with a clear message, not in a test.
-for tool in step openssl softhsm2-util mosquitto_pub rsvg-convert; do
+for tool in step openssl softhsm2-util mosquitto_pub rsvg-convert curl; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is still missing after install"
 done
 [ -e "$SOFTHSM_MODULE" ] || die "$SOFTHSM_MODULE is still missing after installing softhsm2"

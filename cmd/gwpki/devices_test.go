@@ -41,6 +41,7 @@ func devicesTestServer(t *testing.T) (url, rootPath string, devices []claim.Devi
 	for _, u := range []claim.NewUser{
 		{Username: "olga", Org: "acme", Role: claim.RoleOperator, Password: "olga password"},
 		{Username: "ivy", Org: "acme", Role: claim.RoleInstaller, Password: "ivy password"},
+		{Username: "ada", Org: "maker", Role: claim.RoleAdmin, Password: "ada password"},
 	} {
 		if _, err := accounts.CreateUser(ctx, u); err != nil {
 			t.Fatal(err)
@@ -111,13 +112,19 @@ func TestDevicesCommandNeedsASession(t *testing.T) {
 
 func TestDevicesCommandTable(t *testing.T) {
 	url, rootPath, _, labels := devicesTestServer(t)
+	// Unclaimed gateways are nobody's: an operator sees none of them.
 	loginAs(t, url, rootPath, "olga", "olga password")
-
 	stdout, stderr, failed := runGwpki(t, "", "devices")
-	want := `SERIAL     MODEL           STATE      STATION  IDEVID-EXPIRES  REGISTERED
-GW-000001  "Meter \"XL\""  unclaimed  line2    2046-05-01      2026-05-01T10:02:00Z
-GW-000002  PumpCtl 3       unclaimed  line1    2046-04-30      2026-05-01T10:01:00Z
-GW-000003  PumpCtl 3       unclaimed  repair   2046-05-03      2026-05-01T10:03:00Z
+	if want := "SERIAL  MODEL  STATE  ORG  STATION  IDEVID-EXPIRES  REGISTERED\n"; failed || stderr != "" || stdout != want {
+		t.Errorf("gwpki devices as an operator: failed=%v stderr %q stdout %q; want the header only", failed, stderr, stdout)
+	}
+	loginAs(t, url, rootPath, "ada", "ada password")
+
+	stdout, stderr, failed = runGwpki(t, "", "devices")
+	want := `SERIAL     MODEL           STATE      ORG  STATION  IDEVID-EXPIRES  REGISTERED
+GW-000001  "Meter \"XL\""  unclaimed  -    line2    2046-05-01      2026-05-01T10:02:00Z
+GW-000002  PumpCtl 3       unclaimed  -    line1    2046-04-30      2026-05-01T10:01:00Z
+GW-000003  PumpCtl 3       unclaimed  -    repair   2046-05-03      2026-05-01T10:03:00Z
 `
 	if failed || stderr != "" || stdout != want {
 		t.Errorf("gwpki devices: failed=%v stderr %q stdout:\n%s\nwant:\n%s", failed, stderr, stdout, want)
@@ -146,7 +153,7 @@ GW-000003  PumpCtl 3       unclaimed  repair   2046-05-03      2026-05-01T10:03:
 
 func TestDevicesCommandJSON(t *testing.T) {
 	url, rootPath, devices, _ := devicesTestServer(t)
-	loginAs(t, url, rootPath, "olga", "olga password")
+	loginAs(t, url, rootPath, "ada", "ada password")
 
 	stdout, stderr, failed := runGwpki(t, "", "devices", "--json", "--limit", "2")
 	if failed || stderr != "" {
@@ -201,7 +208,7 @@ func TestDevicesCommandErrors(t *testing.T) {
 	// The server's refusal comes with its hint.
 	loginAs(t, url, rootPath, "olga", "olga password")
 	stdout, stderr, failed := runGwpki(t, "", "devices", "--state", "lost")
-	if want := "gwpki: list devices: unknown state \"lost\"\nhint: use one of: unclaimed\n"; !failed || stdout != "" || stderr != want {
+	if want := "gwpki: list devices: unknown state \"lost\"\nhint: use one of: unclaimed, claimed\n"; !failed || stdout != "" || stderr != want {
 		t.Errorf("gwpki devices --state lost: failed=%v stdout %q stderr %q; want %q", failed, stdout, stderr, want)
 	}
 }

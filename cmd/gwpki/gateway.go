@@ -1,18 +1,16 @@
 package main
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gwpki/gwpki/claim"
-	"github.com/gwpki/gwpki/provisioning"
+	"github.com/gwpki/gwpki/gateway"
 )
 
 func newGatewayCommand() *cobra.Command {
@@ -21,7 +19,7 @@ func newGatewayCommand() *cobra.Command {
 		Short: "The device side: what a gateway provisioned by gwpki provision does",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newGatewayCodeCommand())
+	cmd.AddCommand(newGatewayCodeCommand(), newGatewayButtonCommand())
 	return cmd
 }
 
@@ -50,11 +48,11 @@ func (o *gatewayCodeOptions) run(cmd *cobra.Command, now time.Time) error {
 	if o.bundle == "" {
 		return withHint(errors.New("no bundle given"), "pass --bundle OUT/<serial> (a folder gwpki provision wrote)")
 	}
-	b, secret, err := readGatewayBundle(o.bundle)
+	b, err := readGatewayBundle(o.bundle)
 	if err != nil {
 		return err
 	}
-	code := claim.DisplayCode(secret, b.Serial, now)
+	code := b.DisplayCode(now)
 	// The code changes at the end of its window; the server takes it for
 	// one window more.
 	window := now.Truncate(claim.DisplayWindow)
@@ -70,18 +68,48 @@ func (o *gatewayCodeOptions) run(cmd *cobra.Command, now time.Time) error {
 }
 
 // readGatewayBundle reads a bundle's gateway.json and its claim secret.
-func readGatewayBundle(dir string) (*provisioning.Bundle, []byte, error) {
-	data, err := os.ReadFile(filepath.Join(dir, provisioning.GatewayFile))
-	if err != nil {
-		return nil, nil, withHint(fmt.Errorf("read bundle: %w", err), "--bundle is a folder gwpki provision wrote, OUT/<serial>")
+func readGatewayBundle(dir string) (*gateway.Bundle, error) {
+	b, err := gateway.LoadBundle(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, withHint(err, "--bundle is a folder gwpki provision wrote, OUT/<serial>")
 	}
-	var b provisioning.Bundle
-	if err := json.Unmarshal(data, &b); err != nil {
-		return nil, nil, fmt.Errorf("read bundle %s: %s is not a gwpki gateway file: %w", dir, provisioning.GatewayFile, err)
+	return b, err
+}
+
+type gatewayButtonOptions struct {
+	bundle string
+	json   bool
+}
+
+func newGatewayButtonCommand() *cobra.Command {
+	o := &gatewayButtonOptions{}
+	cmd := &cobra.Command{
+		Use:   "button --bundle OUT/<serial>",
+		Short: "Press the gateway's claim button: lift its claim lock, reported over its own mutual TLS connection",
+		Long: "Report a press of the gateway's claim button to the server, authenticated by the gateway's own certificate\n" +
+			"(idevid.crt and idevid.key of its bundle). Whoever presses it stands at the gateway, so the server clears the\n" +
+			"gateway's claim lock and back-off after failed attempts, as an operator's gwpki unlock would.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.bundle == "" {
+				return withHint(errors.New("no bundle given"), "pass --bundle OUT/<serial> (a folder gwpki provision wrote)")
+			}
+			b, err := readGatewayBundle(o.bundle)
+			if err != nil {
+				return err
+			}
+			res, err := b.PressClaimButton(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if o.json {
+				return writeJSON(cmd, res)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), unlockSummary(res))
+			return nil
+		},
 	}
-	secret, err := base64.RawURLEncoding.DecodeString(b.ClaimSecret)
-	if err != nil || len(secret) < 16 || b.Serial == "" {
-		return nil, nil, fmt.Errorf("read bundle %s: %s has no serial or no valid claim secret", dir, provisioning.GatewayFile)
-	}
-	return &b, secret, nil
+	cmd.Flags().StringVar(&o.bundle, "bundle", "", "the gateway's bundle directory, OUT/<serial> from gwpki provision (required)")
+	cmd.Flags().BoolVar(&o.json, "json", false, "print the result as JSON")
+	return cmd
 }

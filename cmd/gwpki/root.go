@@ -43,6 +43,9 @@ func newRootCommand() *cobra.Command {
 		newDevicesCommand(),
 		newProvisionCommand(),
 		newGatewayCommand(),
+		newClaimCommand(),
+		newUnclaimCommand(),
+		newUnlockCommand(),
 	)
 	return root
 }

@@ -30,7 +30,15 @@ type Error struct {
 	Status  int    // HTTP status code
 	Message string // the server's public message
 	Hint    string // what to do about it, when the server knows
+	// Body is the answer as sent (at most maxErrorBody bytes), for the
+	// fields some routes add to an error, such as a claim's attempts left.
+	Body []byte
+	// RetryAfter is the Retry-After header, "" when absent.
+	RetryAfter string
 }
+
+// maxErrorBody bounds Error.Body.
+const maxErrorBody = 16 << 10
 
 func (e *Error) Error() string {
 	return e.Message
@@ -178,7 +186,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("read answer to %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return decodeError(resp.StatusCode, data)
+		e := decodeError(resp.StatusCode, data)
+		e.RetryAfter = resp.Header.Get("Retry-After")
+		return e
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil
@@ -204,12 +214,12 @@ func (c *Client) Logout(ctx context.Context) error {
 	return err
 }
 
-func decodeError(status int, data []byte) error {
+func decodeError(status int, data []byte) *Error {
 	var body struct {
 		Error string `json:"error"`
 		Hint  string `json:"hint"`
 	}
-	e := &Error{Status: status}
+	e := &Error{Status: status, Body: bytes.Clone(data[:min(len(data), maxErrorBody)])}
 	if json.Unmarshal(data, &body) == nil && body.Error != "" {
 		e.Message, e.Hint = body.Error, body.Hint
 	} else {

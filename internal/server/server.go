@@ -125,7 +125,6 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	auditRevocations(ctx, auth.Revocations(), auditLog, log)
 	// Made by init; a data directory from before the registry gets it here.
 	claimKey, err := claim.LoadOrCreateClaimKey(ca.Layout{Dir: opts.Dir}.ClaimKey())
 	if err != nil {
@@ -135,6 +134,15 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	attempts, err := claim.NewAttempts(st, claimLimits(cfg.ClaimLimits), claim.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	claims, err := claim.NewClaims(registry, attempts, auditLog, auth.RevokeOperational, claim.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	auditRevocations(ctx, auth.Revocations(), auditLog, registry, log)
 	tlsConfig, err := auth.TLSConfig(ctx)
 	if err != nil {
 		return err
@@ -142,9 +150,11 @@ func Run(ctx context.Context, opts Options) error {
 
 	api := chi.NewRouter()
 	accounts.Routes(api)
-	auth.RevocationRoutes(api, actor, accounts.RequireRole(claim.RoleOperator))
+	operator := accounts.RequireRole(claim.RoleOperator)
+	auth.RevocationRoutes(api, actor, operator, ownsRevocationTarget(auth, registry))
 	auditLog.Routes(api, auditScope, accounts.RequireRole(claim.RoleOperator))
-	registry.Routes(api, stationAuth(auth), verifyBirthCert(auth), accounts.RequireRole(claim.RoleOperator), apiURL+"/v1/bootstrap")
+	registry.Routes(api, stationAuth(auth), verifyBirthCert(auth), operator, apiURL+"/v1/bootstrap")
+	claims.Routes(api, accounts.RequireRole(claim.RoleInstaller, claim.RoleOperator), operator, gatewayAuth(auth))
 	auth.Routes(api)
 	apiSrv := &http.Server{
 		Handler:           api,
