@@ -2,6 +2,7 @@ package ca_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -760,4 +761,45 @@ func BenchmarkStoreCertificateChainParallel(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/float64(commits.Load()-1), "writes/commit") // -1: NewDB's
+}
+
+// TestDBRevokeOperational revokes a gateway's certificates except its birth
+// certificate: what an unclaim does.
+func TestDBRevokeOperational(t *testing.T) {
+	d, _ := newTestDB(t)
+	ctx := context.Background()
+	exp := time.Now().Add(5 * time.Minute)
+	birth := dbTestCert(t, dbTestLeaf{serial: 800, gateway: "GW-U"})
+	if err := d.StoreBirthCertificate(dbTestProvisioner("line1"), exp, "tok-u", "", "station:line1", birth); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := d.RevokeOperational(ctx, "GW-U", ca.ReasonAffiliationChanged, "user:olga", ""); err != nil || len(ev.Certificates) != 0 {
+		t.Fatalf("RevokeOperational with only a birth certificate = %+v, %v; want nothing revoked", ev, err)
+	}
+	for _, serial := range []int64{801, 802} {
+		if err := d.StoreCertificateChain(dbTestProvisioner("bootstrap"), dbTestCert(t, dbTestLeaf{serial: serial, gateway: "GW-U"})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev, err := d.RevokeOperational(ctx, "GW-U", ca.ReasonAffiliationChanged, "user:olga", "192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range ev.Certificates {
+		got = append(got, c.Serial.String())
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"801", "802"}) || ev.Actor != "user:olga" {
+		t.Errorf("RevokeOperational revoked %v by %s; want 801 and 802 by user:olga", got, ev.Actor)
+	}
+	if revoked, err := d.IsRevoked("800"); err != nil || revoked {
+		t.Errorf("the birth certificate: revoked %v, %v; want still good", revoked, err)
+	}
+	if info, err := d.RevokedCertificate("801"); err != nil || info.ReasonCode != int(ca.ReasonAffiliationChanged) {
+		t.Errorf("801: %+v, %v; want revoked affiliationChanged", info, err)
+	}
+	if _, err := d.RevokeOperational(ctx, "GW-NONE", ca.ReasonAffiliationChanged, "user:olga", ""); !errors.Is(err, ca.ErrGatewayNotFound) {
+		t.Errorf("RevokeOperational of an unknown gateway: %v; want ErrGatewayNotFound", err)
+	}
 }
