@@ -1,0 +1,301 @@
+// # Layout
+//
+// [Store] keeps telemetry in a bbolt file of its own (telemetry.db beside
+// the other stores), separate from the CA, registry and audit so that its
+// write rate and size never slow them down. At the top level it holds a
+// "meta" bucket (the partition span, fixed when the file is created) and one
+// bucket per time partition, named "p/" followed by the partition's start as
+// 8 bytes of big-endian unix seconds, so that the names sort by time. Each
+// partition covers [start, start+span) of receive time and holds two
+// sub-buckets:
+//
+//   - "log": key = 8-byte big-endian sequence from the bucket's NextSequence,
+//     so every write appends at the right edge of the B+tree; value = the
+//     record: a format byte, the gateway and topic each preceded by a uvarint
+//     length, the receive time as 8 bytes of big-endian unix nanoseconds, and
+//     the payload as published.
+//   - "idx": the per-gateway index; key = gateway, 0x00, 8-byte big-endian
+//     unix nanoseconds, 8-byte big-endian sequence; empty value. A query
+//     seeks to gateway+0x00+since in each partition that overlaps its window
+//     and reads forward in time order.
+//
+// # Durability
+//
+// [Store.Append] is one update of an [store.DB], which gathers concurrent
+// updates into one transaction and one fsync (group commit) and returns only
+// once that commit is on disk. The broker sends a QoS 1 PUBACK only after
+// Append returned nil, so an acknowledged message survives a crash and is
+// stored exactly once. A publisher that re-sends a message after a crash
+// because it never saw the PUBACK (MQTT DUP) may leave a second copy: that is
+// MQTT's at-least-once QoS 1, not a store fault.
+//
+// # Retention
+//
+// [Store.Prune] deletes whole partition buckets whose span ended more than
+// [Options.Retention] ago; nothing is ever deleted message by message, so the
+// file stays append-only and freed pages are reused by later partitions.
+
+package telemetry
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/gwpki/gwpki/internal/store"
+)
+
+// Defaults for [Options].
+const (
+	DefaultLinger    = time.Millisecond
+	DefaultPartition = time.Hour
+	DefaultRetention = 30 * 24 * time.Hour
+	// PruneInterval is how often [Store.Run] prunes.
+	PruneInterval = 10 * time.Minute
+)
+
+var (
+	metaBucket   = []byte("meta")
+	spanKey      = []byte("partition")
+	logBucket    = []byte("log")
+	idxBucket    = []byte("idx")
+	partitionPfx = []byte("p/")
+)
+
+// Options tune a [Store]; the zero value of each field means its default.
+type Options struct {
+	// Linger is the group-commit linger handed to [store.Options.Linger]
+	// (default 1ms): under load the committer waits this long for more
+	// appends to share a commit.
+	Linger time.Duration
+	// Partition is the span of one time partition (default 1h; a whole
+	// number of seconds). It is recorded in the file when the file is
+	// created; a different value on a later Open is ignored with a warning.
+	Partition time.Duration
+	// Retention is how long messages are kept at least (default 30 days):
+	// [Store.Prune] drops a partition once its whole span is older.
+	Retention time.Duration
+	// MaxPayload is the largest payload Append takes (default 64 KiB).
+	MaxPayload int
+	// Clock gives the receive time of messages without one and the "now" of
+	// retention (default time.Now).
+	Clock func() time.Time
+	// Logger gets retention and open warnings (default slog.Default()).
+	Logger *slog.Logger
+	// OnCommit, if set, is called after every durable commit with the number
+	// of updates it held and how long it took (see [store.Options.OnCommit]).
+	OnCommit func(n int, d time.Duration)
+}
+
+// Store is the telemetry store. It is safe for concurrent use. See the
+// package documentation for the file's layout.
+type Store struct {
+	db   *store.DB
+	opts Options
+	span int64 // partition span in seconds
+
+	mu         sync.RWMutex
+	partitions []int64 // starts (unix seconds) of existing partitions, sorted
+}
+
+// Open opens the telemetry file at path, creating it with mode 0600 if
+// needed, and loads the list of partitions.
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Linger == 0 {
+		opts.Linger = DefaultLinger
+	}
+	if opts.Partition == 0 {
+		opts.Partition = DefaultPartition
+	}
+	if opts.Partition < time.Second || opts.Partition%time.Second != 0 {
+		return nil, fmt.Errorf("open telemetry store: partition span %v is not a whole number of seconds", opts.Partition)
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.MaxPayload <= 0 {
+		opts.MaxPayload = DefaultMaxPayload
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	db, err := store.Open(path, store.Options{Linger: opts.Linger, OnCommit: opts.OnCommit})
+	if err != nil {
+		return nil, fmt.Errorf("open telemetry store: %w", err)
+	}
+	s := &Store{db: db, opts: opts}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open telemetry store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// load reads (or, in a new file, writes) the partition span and lists the
+// partitions.
+func (s *Store) load() error {
+	want := int64(s.opts.Partition / time.Second)
+	var span int64
+	err := s.db.Update(context.Background(), func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(spanKey); v != nil {
+			if len(v) != 8 || int64(binary.BigEndian.Uint64(v)) <= 0 {
+				return fmt.Errorf("%w: bad partition span in meta", ErrCorrupt)
+			}
+			span = int64(binary.BigEndian.Uint64(v))
+			return nil
+		}
+		span = want
+		return meta.Put(spanKey, binary.BigEndian.AppendUint64(nil, uint64(want)))
+	})
+	if err != nil {
+		return err
+	}
+	if span != want {
+		s.opts.Logger.Warn("telemetry partition span differs from the file's; keeping the file's",
+			"file", s.db.Path(), "configured", s.opts.Partition, "file_span", time.Duration(span)*time.Second)
+	}
+	s.span = span
+	return s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Cursor()
+		for k, _ := c.Seek(partitionPfx); k != nil && bytes.HasPrefix(k, partitionPfx); k, _ = c.Next() {
+			start, ok := parsePartitionKey(k)
+			if !ok {
+				return fmt.Errorf("%w: bad partition bucket name %q", ErrCorrupt, k)
+			}
+			s.partitions = append(s.partitions, start)
+		}
+		return nil
+	})
+}
+
+// Close waits for pending appends to commit and closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Append stores m and returns once it is durable. It implements [Sink].
+// A zero m.Time is replaced by the clock's now; the time is stored in UTC.
+// Errors for which [Permanent] is true are about m itself; any other means
+// m was not stored (closed store, ctx ended before the commit took it, disk
+// failure) and may be retried.
+func (s *Store) Append(ctx context.Context, m Message) error {
+	if err := validGateway(m.Gateway); err != nil {
+		return err
+	}
+	if err := validTopic(m.Gateway, m.Topic); err != nil {
+		return err
+	}
+	if len(m.Payload) > s.opts.MaxPayload {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(m.Payload), s.opts.MaxPayload)
+	}
+	if m.Time.IsZero() {
+		m.Time = s.opts.Clock()
+	}
+	if m.Time.Before(minTime) || !m.Time.Before(maxTime) {
+		return fmt.Errorf("%w: %s", ErrInvalidTime, m.Time.Format(time.RFC3339))
+	}
+	m.Time = m.Time.UTC()
+	nanos := m.Time.UnixNano()
+	start := s.partitionStart(nanos)
+	pkey := partitionKey(start)
+	value := encodeRecord(m)
+	idxKey := make([]byte, 0, len(m.Gateway)+17)
+	idxKey = append(idxKey, m.Gateway...)
+	idxKey = append(idxKey, 0)
+	idxKey = binary.BigEndian.AppendUint64(idxKey, uint64(nanos))
+
+	known := s.hasPartition(start)
+	err := s.db.Update(ctx, func(tx *bolt.Tx) error {
+		log, idx, err := partitionBuckets(tx, pkey)
+		if err != nil {
+			return err
+		}
+		seq, err := log.NextSequence()
+		if err != nil {
+			return err
+		}
+		seqKey := binary.BigEndian.AppendUint64(nil, seq)
+		if err := log.Put(seqKey, value); err != nil {
+			return err
+		}
+		// A fresh slice on each run: fn may run again in a new transaction.
+		return idx.Put(append(idxKey[:len(idxKey):len(idxKey)], seqKey...), nil)
+	})
+	if err != nil {
+		return fmt.Errorf("append telemetry: %w", err)
+	}
+	if !known {
+		s.addPartition(start)
+	}
+	return nil
+}
+
+// partitionBuckets returns the log and idx buckets of the partition named
+// pkey, creating them when the partition does not exist yet. That costs a
+// seek in the root bucket, never a scan.
+func partitionBuckets(tx *bolt.Tx, pkey []byte) (log, idx *bolt.Bucket, err error) {
+	p := tx.Bucket(pkey)
+	if p == nil {
+		if p, err = tx.CreateBucket(pkey); err != nil {
+			return nil, nil, err
+		}
+		if _, err = p.CreateBucket(logBucket); err != nil {
+			return nil, nil, err
+		}
+		if _, err = p.CreateBucket(idxBucket); err != nil {
+			return nil, nil, err
+		}
+	}
+	log, idx = p.Bucket(logBucket), p.Bucket(idxBucket)
+	if log == nil || idx == nil {
+		return nil, nil, fmt.Errorf("%w: partition %x lacks its log or index", ErrCorrupt, pkey)
+	}
+	return log, idx, nil
+}
+
+func (s *Store) partitionStart(nanos int64) int64 {
+	sec := nanos / int64(time.Second)
+	return sec - sec%s.span
+}
+
+func (s *Store) hasPartition(start int64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := slices.BinarySearch(s.partitions, start)
+	return ok
+}
+
+func (s *Store) addPartition(start int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if i, ok := slices.BinarySearch(s.partitions, start); !ok {
+		s.partitions = slices.Insert(s.partitions, i, start)
+	}
+}
+
+func partitionKey(start int64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), partitionPfx...), uint64(start))
+}
+
+func parsePartitionKey(k []byte) (int64, bool) {
+	if len(k) != len(partitionPfx)+8 || !bytes.HasPrefix(k, partitionPfx) {
+		return 0, false
+	}
+	v := binary.BigEndian.Uint64(k[len(partitionPfx):])
+	if v > uint64(maxTime.Unix()) {
+		return 0, false
+	}
+	return int64(v), true
+}
