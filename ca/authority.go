@@ -91,6 +91,7 @@ type Authority struct {
 
 	serverCert *serverCert
 	refusals   *refusalLimiter
+	bootstrap  *bootstrapProvisioner
 
 	revocations *events.Topic[Revocation]
 	ocsp        *ocsp.Responder
@@ -133,6 +134,11 @@ func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authori
 		metrics: newMetrics(opts.Registerer), log: opts.Logger,
 		refusals: newRefusalLimiter(time.Now),
 	}
+	bootstrapKey, err := loadOrCreateBootstrapKey(l)
+	if err != nil {
+		return nil, err
+	}
+	a.bootstrap = newBootstrapProvisioner(bootstrapKey, a.operationalLifetime())
 	signer, err := a.openSigner(ctx)
 	if err != nil {
 		return nil, err
@@ -204,6 +210,7 @@ func (a *Authority) rebuild() error {
 	for _, s := range stations {
 		provs = append(provs, newStationProvisioner(s, lifetime))
 	}
+	provs = append(provs, a.bootstrap)
 	apiAddr := a.opts.APIAddr
 	if apiAddr == "" {
 		apiAddr = a.cfg.APIAddr
@@ -235,8 +242,9 @@ func (a *Authority) rebuild() error {
 	}
 	st := &state{step: auth, stations: map[string]*stationProvisioner{}, signAudiences: cfg.GetAudiences().Sign}
 	for _, p := range provs {
-		sp := p.(*stationProvisioner)
-		st.stations[sp.Key.KeyID] = sp
+		if sp, ok := p.(*stationProvisioner); ok {
+			st.stations[sp.Key.KeyID] = sp
+		}
 	}
 	a.current.Store(st)
 	a.stationsStamp = stamp

@@ -44,6 +44,14 @@ func (l Layout) AdminPassword() string { return filepath.Join(l.Dir, "secrets", 
 // label, so it belongs in backups.
 func (l Layout) ClaimKey() string { return filepath.Join(l.Dir, "secrets", "claim_key") }
 
+// BootstrapProvisioner returns the path of the bootstrap provisioner's
+// public key (see [BootstrapProvisioner]); made on the first start.
+func (l Layout) BootstrapProvisioner() string { return filepath.Join(l.Dir, "bootstrap_provisioner.json") }
+
+// Telemetry returns the path of the telemetry store, a bbolt file of its
+// own so that telemetry never waits on the CA's commits, nor they on it.
+func (l Layout) Telemetry() string { return filepath.Join(l.Dir, "telemetry.db") }
+
 // Stations returns the path of the station list.
 func (l Layout) Stations() string { return filepath.Join(l.Dir, "stations.json") }
 
@@ -108,6 +116,18 @@ type Config struct {
 	// PasswordInDir is true when the CA key password was generated into
 	// secrets/password; otherwise serve needs --password-file.
 	PasswordInDir bool `json:"password_in_dir"`
+	// MQTTAddr is the broker's TLS listener (default ":8883").
+	MQTTAddr string `json:"mqtt_addr,omitempty"`
+	// MQTTEndpoints are the broker endpoints gateways are sent to
+	// (mqtts://host:port), each gateway to one by rendezvous hashing of its
+	// serial. Empty: this server's own broker, mqtts://<first
+	// hostname>:<MQTT port>.
+	MQTTEndpoints []string `json:"mqtt_endpoints,omitempty"`
+	// OperationalLifetime is the lifetime of operational certificates
+	// (default 7 days); gateways renew at two thirds of it.
+	OperationalLifetime Duration `json:"operational_lifetime,omitzero"`
+	// TelemetryRetention is how long telemetry is kept (default 30 days).
+	TelemetryRetention Duration `json:"telemetry_retention,omitzero"`
 	// ClaimLimits tunes the claim attempt limits (docs/claiming.md);
 	// absent or zero fields keep the defaults of DESIGN.md.
 	ClaimLimits ClaimLimits `json:"claim_limits,omitzero"`
@@ -132,6 +152,7 @@ type ClaimLimits struct {
 const (
 	DefaultAPIAddr        = ":8443"
 	DefaultHTTPAddr       = ":8080"
+	DefaultMQTTAddr       = ":8883"
 	DefaultIDevIDLifetime = 20 * 365 * 24 * time.Hour
 	DefaultCRLShards      = 256
 	DefaultCommitLinger   = 1 * time.Millisecond
@@ -152,6 +173,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.MQTTAddr == "" {
+		c.MQTTAddr = DefaultMQTTAddr
 	}
 	if c.IDevIDLifetime.Duration == 0 {
 		c.IDevIDLifetime.Duration = DefaultIDevIDLifetime

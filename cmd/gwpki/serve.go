@@ -20,6 +20,7 @@ type serveOptions struct {
 	dir          string
 	apiAddr      string
 	httpAddr     string
+	mqttAddr     string
 	passwordFile string
 	readyFile    string
 }
@@ -29,8 +30,9 @@ func (o *serveOptions) AddFlags(cmd *cobra.Command) {
 	f.StringVar(&o.dir, "dir", defaultDataDir, "data directory (initialised when new)")
 	f.StringVar(&o.apiAddr, "api-addr", "", "HTTPS API listener (default from config.json, :8443)")
 	f.StringVar(&o.httpAddr, "http-addr", "", "plain HTTP listener for OCSP, CRLs, health and metrics (default :8080)")
+	f.StringVar(&o.mqttAddr, "mqtt-addr", "", "MQTT broker listener, TLS with gateway client certificates (default :8883)")
 	f.StringVar(&o.passwordFile, "password-file", "", "file with the CA key password, when init was given one")
-	f.StringVar(&o.readyFile, "ready-file", "", "write {\"api_url\",\"http_url\",\"pid\"} as JSON here once listening (for scripts)")
+	f.StringVar(&o.readyFile, "ready-file", "", "write {\"api_url\",\"http_url\",\"mqtt_url\",\"pid\"} as JSON here once listening (for scripts)")
 }
 
 func newServeCommand() *cobra.Command {
@@ -57,6 +59,7 @@ func newServeCommand() *cobra.Command {
 				Dir:          o.dir,
 				APIAddr:      o.apiAddr,
 				HTTPAddr:     o.httpAddr,
+				MQTTAddr:     o.mqttAddr,
 				PasswordFile: o.passwordFile,
 				ReadyFile:    o.readyFile,
 				Out:          cmd.ErrOrStderr(),

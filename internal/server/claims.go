@@ -1,11 +1,16 @@
 package server
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/gwpki/gwpki/bootstrap"
 	"github.com/gwpki/gwpki/ca"
 	"github.com/gwpki/gwpki/claim"
 	"github.com/gwpki/gwpki/internal/httpapi"
@@ -85,4 +90,29 @@ func ownsRevocationTarget(auth *ca.Authority, registry *claim.Registry) func(htt
 			}
 		})
 	}
+}
+
+// registered reports whether a gateway is in the registry, for bootstrap.
+func registered(registry *claim.Registry) bootstrap.Registered {
+	return func(ctx context.Context, gateway string) (bool, error) {
+		_, err := registry.Device(ctx, gateway)
+		if errors.Is(err, claim.ErrDeviceNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+}
+
+// mqttPool is the pool of broker endpoints gateways are sent to: the
+// configured one, or this server's broker on port.
+func mqttPool(cfg *ca.Config, port int) (*bootstrap.Pool, error) {
+	endpoints := cfg.MQTTEndpoints
+	if len(endpoints) == 0 {
+		endpoints = []string{"mqtts://" + net.JoinHostPort(cfg.Hostnames[0], strconv.Itoa(port))}
+	}
+	pool, err := bootstrap.NewPool(endpoints)
+	if err != nil {
+		return nil, fmt.Errorf("config mqtt_endpoints: %w", err)
+	}
+	return pool, nil
 }

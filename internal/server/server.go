@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/net/netutil"
 
+	"github.com/gwpki/gwpki/bootstrap"
 	"github.com/gwpki/gwpki/ca"
 	"github.com/gwpki/gwpki/claim"
 	"github.com/gwpki/gwpki/internal/audit"
@@ -36,6 +37,7 @@ type Options struct {
 	Dir          string
 	APIAddr      string
 	HTTPAddr     string
+	MQTTAddr     string
 	PasswordFile string
 	// ReadyFile, when set, receives a JSON [Ready] once every listener is up.
 	ReadyFile string
@@ -155,6 +157,14 @@ func Run(ctx context.Context, opts Options) error {
 	auditLog.Routes(api, auditScope, accounts.RequireRole(claim.RoleOperator))
 	registry.Routes(api, stationAuth(auth), verifyBirthCert(auth), operator, apiURL+"/v1/bootstrap")
 	claims.Routes(api, accounts.RequireRole(claim.RoleInstaller, claim.RoleOperator), operator, gatewayAuth(auth))
+	// Until the broker listens here, gateways are sent to its configured port.
+	_, mqttPortStr, _ := net.SplitHostPort(pick(opts.MQTTAddr, cfg.MQTTAddr))
+	mqttPort, _ := strconv.Atoi(mqttPortStr)
+	pool, err := mqttPool(cfg, mqttPort)
+	if err != nil {
+		return err
+	}
+	bootstrap.New(auth, registered(registry), pool, log).Routes(api)
 	auth.Routes(api)
 	apiSrv := &http.Server{
 		Handler:           api,
