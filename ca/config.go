@@ -46,7 +46,9 @@ func (l Layout) ClaimKey() string { return filepath.Join(l.Dir, "secrets", "clai
 
 // BootstrapProvisioner returns the path of the bootstrap provisioner's
 // public key (see [BootstrapProvisioner]); made on the first start.
-func (l Layout) BootstrapProvisioner() string { return filepath.Join(l.Dir, "bootstrap_provisioner.json") }
+func (l Layout) BootstrapProvisioner() string {
+	return filepath.Join(l.Dir, "bootstrap_provisioner.json")
+}
 
 // Telemetry returns the path of the telemetry store, a bbolt file of its
 // own so that telemetry never waits on the CA's commits, nor they on it.

@@ -13,8 +13,8 @@ import (
 	"os"
 	"time"
 
-	casapi "github.com/smallstep/certificates/cas/apiv1"
 	"github.com/smallstep/certificates/authority/provisioner"
+	casapi "github.com/smallstep/certificates/cas/apiv1"
 	"github.com/smallstep/certificates/errs"
 	"go.step.sm/crypto/jose"
 
