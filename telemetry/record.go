@@ -52,6 +52,21 @@ func (r Record) Message() Message {
 	return m
 }
 
+// UnmarshalJSON reads a record as the HTTP API writes it, leaving Payload
+// nil (not the JSON literal null) when the payload was sent in base64.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	type plain Record
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	if string(p.Payload) == "null" {
+		p.Payload = nil
+	}
+	*r = Record(p)
+	return nil
+}
+
 func newRecord(m Message) Record {
 	r := Record{Gateway: m.Gateway, Topic: m.Topic, Time: m.Time}
 	if len(m.Payload) > 0 && json.Valid(m.Payload) {

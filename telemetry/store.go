@@ -77,7 +77,8 @@ type Options struct {
 	Linger time.Duration
 	// Partition is the span of one time partition (default 1h; a whole
 	// number of seconds). It is recorded in the file when the file is
-	// created; a different value on a later Open is ignored with a warning.
+	// created; on a later Open the file's span is used, with a warning
+	// when Partition was set to another value.
 	Partition time.Duration
 	// Retention is how long messages are kept at least (default 30 days):
 	// [Store.Prune] drops a partition once its whole span is older.
@@ -111,6 +112,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Linger == 0 {
 		opts.Linger = DefaultLinger
 	}
+	explicitSpan := opts.Partition != 0
 	if opts.Partition == 0 {
 		opts.Partition = DefaultPartition
 	}
@@ -134,7 +136,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open telemetry store: %w", err)
 	}
 	s := &Store{db: db, opts: opts}
-	if err := s.load(); err != nil {
+	if err := s.load(explicitSpan); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open telemetry store %s: %w", path, err)
 	}
@@ -143,7 +145,7 @@ func Open(path string, opts Options) (*Store, error) {
 
 // load reads (or, in a new file, writes) the partition span and lists the
 // partitions.
-func (s *Store) load() error {
+func (s *Store) load(explicitSpan bool) error {
 	want := int64(s.opts.Partition / time.Second)
 	var span int64
 	err := s.db.Update(context.Background(), func(tx *bolt.Tx) error {
@@ -164,7 +166,7 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	if span != want {
+	if span != want && explicitSpan {
 		s.opts.Logger.Warn("telemetry partition span differs from the file's; keeping the file's",
 			"file", s.db.Path(), "configured", s.opts.Partition, "file_span", time.Duration(span)*time.Second)
 	}
