@@ -1,7 +1,3 @@
-// Package gateway is the device side of gwpki: what a gateway provisioned
-// by gwpki provision does with its bundle, OUT/<serial>/. It reads the
-// bundle, computes the display claim code, and talks to the server over
-// mutual TLS with the gateway's own certificate.
 package gateway
 
 import (
@@ -80,6 +76,16 @@ func (b *Bundle) TLSConfig() (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: load certificate and key: %w", b.Dir, err)
 	}
+	roots, err := b.Roots()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: roots}, nil
+}
+
+// Roots returns the bundle's trust anchors, root.pem: the only roots the
+// gateway trusts, for the API and for the broker.
+func (b *Bundle) Roots() (*x509.CertPool, error) {
 	rootPEM, err := os.ReadFile(filepath.Join(b.Dir, provisioning.RootFile))
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", b.Dir, err)
@@ -88,7 +94,7 @@ func (b *Bundle) TLSConfig() (*tls.Config, error) {
 	if !roots.AppendCertsFromPEM(rootPEM) {
 		return nil, fmt.Errorf("bundle %s: %s holds no PEM certificate", b.Dir, provisioning.RootFile)
 	}
-	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, RootCAs: roots}, nil
+	return roots, nil
 }
 
 // PressClaimButton reports a press of the gateway's claim button to the
