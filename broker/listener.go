@@ -1,0 +1,192 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// listenerID names the gateway listener inside mochi.
+const listenerID = "gateways"
+
+// conn is a gateway connection as mochi sees it (Client.Net.Conn): the TLS
+// connection plus who it authenticated as. The hooks read the identity from
+// here, never from anything the client sent.
+type conn struct {
+	*tls.Conn
+	raw        net.Conn // the TCP connection under Conn; closing it drops the client at once
+	certSerial string   // decimal serial of the client certificate
+	gateway    string   // what Authenticate returned; empty until it succeeded
+	revoked    atomic.Bool
+}
+
+// listener is a mochi listeners.Listener that does the TLS handshake itself,
+// under a deadline, before mochi sees the connection, and then leaves
+// ConnectTimeout for the CONNECT packet. (mochi's listeners.TCP uses
+// tls.Listen, where the handshake happens inside mochi's first read with no
+// deadline of its own.)
+type listener struct {
+	b       *Broker
+	ln      net.Listener
+	log     *slog.Logger
+	open    atomic.Int64 // TCP connections accepted and not yet closed
+	limit   int64        // beyond this many, new TCP connections are closed at once
+	closing atomic.Bool
+	wg      sync.WaitGroup
+}
+
+var _ listeners.Listener = (*listener)(nil)
+
+func newListener(b *Broker, addr string) (*listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen mqtt: %w", err)
+	}
+	return &listener{b: b, ln: ln, limit: 2 * int64(b.opts.MaxClients), log: b.log}, nil
+}
+
+func (l *listener) ID() string       { return listenerID }
+func (l *listener) Address() string  { return l.ln.Addr().String() }
+func (l *listener) Protocol() string { return "tls" }
+
+// Init is called by mochi's Server.AddListener; the socket is already bound.
+func (l *listener) Init(*slog.Logger) error { return nil }
+
+// Serve accepts connections until Close.
+func (l *listener) Serve(establish listeners.EstablishFn) {
+	var backoff time.Duration
+	for {
+		raw, err := l.ln.Accept()
+		if err != nil {
+			if l.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("mqtt accept", "error", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if l.open.Add(1) > l.limit {
+			l.open.Add(-1)
+			_ = raw.Close()
+			l.log.Warn("mqtt connection refused", "remote", raw.RemoteAddr().String(), "reason", "too many connections")
+			continue
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer l.open.Add(-1)
+			l.serveConn(raw, establish)
+		}()
+	}
+}
+
+// serveConn runs the handshake, hands the connection to mochi and returns
+// when mochi is done with it.
+func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
+	b := l.b
+	c := &conn{raw: raw}
+	defer func() {
+		_ = raw.Close()
+		b.untrack(c)
+	}()
+
+	cfg := b.tls.Clone()
+	callerVerify := cfg.VerifyConnection
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if callerVerify != nil {
+			if err := callerVerify(cs); err != nil {
+				return err
+			}
+		}
+		return b.verify(c, cs)
+	}
+	c.Conn = tls.Server(raw, cfg)
+
+	_ = raw.SetDeadline(time.Now().Add(b.opts.HandshakeTimeout))
+	ctx, cancel := context.WithTimeout(b.ctx, b.opts.HandshakeTimeout)
+	err := c.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		// Refusals by Authenticate were logged in verify with the
+		// certificate; this is everything else (wrong CA, old TLS, timeout).
+		if c.gateway == "" && c.certSerial == "" {
+			l.log.Info("mqtt handshake refused", "remote", raw.RemoteAddr().String(), "reason", err.Error())
+		}
+		return
+	}
+	if c.revoked.Load() {
+		return
+	}
+	// The deadline for CONNECT; the hook's OnConnect clears it, and mochi
+	// then keeps its own keep-alive deadline.
+	_ = raw.SetDeadline(time.Now().Add(b.opts.ConnectTimeout))
+	if l.closing.Load() {
+		return
+	}
+	if err := establish(listenerID, c); err != nil {
+		l.log.Debug("mqtt connection ended", "gateway", c.gateway, "cert_serial", c.certSerial, "error", err)
+	}
+}
+
+// Close stops accepting, drops the connections mochi does not know yet and
+// lets mochi disconnect the others.
+func (l *listener) Close(closeClients listeners.CloseFn) {
+	if !l.closing.CompareAndSwap(false, true) {
+		return
+	}
+	_ = l.ln.Close()
+	closeClients(listenerID)
+	l.b.mu.Lock()
+	for c := range l.b.conns {
+		if l.b.sessions[c.gateway] != c {
+			_ = c.raw.Close()
+		}
+	}
+	l.b.mu.Unlock()
+}
+
+// wait returns when every connection goroutine has returned.
+func (l *listener) wait() { l.wg.Wait() }
+
+// verify is the broker's part of VerifyConnection: the chain is already
+// verified against ClientCAs; here the CA says whether the certificate is
+// stored, unrevoked and operational, and which gateway it names.
+func (b *Broker) verify(c *conn, cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("no client certificate")
+	}
+	leaf := cs.PeerCertificates[0]
+	c.certSerial = leaf.SerialNumber.String()
+	// Track before asking, so a revocation published while Authenticate runs
+	// finds this connection (one published before it is in the CA's store).
+	b.track(c)
+	gateway, err := b.opts.Authenticate(leaf)
+	if err != nil {
+		b.log.Warn("mqtt handshake refused", "cert_serial", c.certSerial, "subject", leaf.Subject.CommonName,
+			"remote", c.raw.RemoteAddr().String(), "reason", err.Error())
+		return fmt.Errorf("certificate refused: %w", err)
+	}
+	if !validSerial(gateway) {
+		b.log.Warn("mqtt handshake refused", "cert_serial", c.certSerial, "gateway", gateway,
+			"reason", "gateway serial cannot be a topic level")
+		return errors.New("certificate refused: unusable gateway serial")
+	}
+	if c.revoked.Load() {
+		return errors.New("certificate refused: revoked")
+	}
+	b.mu.Lock() // DisconnectCertificates and Close read it under b.mu
+	c.gateway = gateway
+	b.mu.Unlock()
+	return nil
+}
