@@ -29,6 +29,7 @@ import (
 	"github.com/gwpki/gwpki/internal/audit"
 	"github.com/gwpki/gwpki/internal/httpapi"
 	"github.com/gwpki/gwpki/internal/store"
+	"github.com/gwpki/gwpki/telemetry"
 )
 
 // Options are the settings of [Run]; empty fields take the data directory's
@@ -165,6 +166,13 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	bootstrap.New(auth, registered(registry), pool, log).Routes(api)
+	telemetryStore, err := openTelemetry(opts.Dir, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer telemetryStore.Close()
+	go telemetryStore.Run(ctx)
+	api.With(operator, registry.Owned).Get("/v1/devices/{serial}/telemetry", telemetryStore.Handler("serial"))
 	auth.Routes(api)
 	apiSrv := &http.Server{
 		Handler:           api,
@@ -237,6 +245,23 @@ func openStore(dir string, linger time.Duration, reg prometheus.Registerer) (*st
 			batch.Observe(float64(n))
 			took.Observe(d.Seconds())
 		},
+	})
+}
+
+// openTelemetry opens the telemetry store, its own bbolt file, reporting
+// its group commits.
+func openTelemetry(dir string, cfg *ca.Config, reg prometheus.Registerer, log *slog.Logger) (*telemetry.Store, error) {
+	batch := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "gwpki_telemetry_commit_batch_size",
+		Help:    "Telemetry messages per durable commit (group commit).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+	})
+	reg.MustRegister(batch)
+	return telemetry.Open(ca.Layout{Dir: dir}.Telemetry(), telemetry.Options{
+		Linger:    cfg.CommitLinger.Duration,
+		Retention: cfg.TelemetryRetention.Duration,
+		Logger:    log,
+		OnCommit:  func(n int, _ time.Duration) { batch.Observe(float64(n)) },
 	})
 }
 
