@@ -70,7 +70,7 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "telemetry.db")
-	var acked []string // over all rounds
+	var acked []string     // over all rounds
 	for round := range 3 { // the same file, killed three times
 		acked = append(acked, crashOnce(t, exe, path, 2000+round*1000)...)
 		checkFile(t, path)
