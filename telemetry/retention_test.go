@@ -3,6 +3,7 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,34 +101,63 @@ func TestPrune(t *testing.T) {
 
 func TestRunPrunesAtOnceAndStops(t *testing.T) {
 	clock := newClock(base)
-	s, _ := openTemp(t, Options{Clock: clock.Now, Partition: time.Hour, Retention: time.Hour})
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := s.Append(ctx, msg("GW1", "telemetry", base, `{}`)); err != nil {
+	commits := make(chan struct{}, 16)
+	var armed atomic.Bool
+	s, _ := openTemp(t, Options{Clock: clock.Now, Partition: time.Hour, Retention: time.Hour, OnCommit: func(int, time.Duration) {
+		if armed.Load() {
+			commits <- struct{}{}
+		}
+	}})
+	if err := s.Append(context.Background(), msg("GW1", "telemetry", base, `{}`)); err != nil {
 		t.Fatal(err)
 	}
 	clock.Set(base.Add(3 * time.Hour))
+	armed.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	var pruned bool
 	go func() {
 		defer close(done)
 		s.Run(ctx)
 	}()
-	// Run prunes at once; poll the result without sleeping on a timer.
-	for !pruned {
-		_, ok, err := s.Latest(context.Background(), "GW1", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		pruned = !ok
-		if !pruned {
-			select {
-			case <-done:
-				t.Fatal("Run returned before its context ended")
-			default:
-			}
-			time.Sleep(time.Millisecond)
-		}
+	// Run prunes at once: its commit is the only one after arming, and
+	// OnCommit runs once the commit is durable and visible.
+	select {
+	case <-commits:
+	case <-done:
+		t.Fatal("Run returned before its context ended")
+	}
+	if _, ok, err := s.Latest(context.Background(), "GW1", ""); err != nil || ok {
+		t.Errorf("Latest after Run's first prune: found %v, err %v; want the partition dropped", ok, err)
 	}
 	cancel()
 	<-done
+}
+
+func TestAppendAfterPruneKeepsTheList(t *testing.T) {
+	clock := newClock(base.Add(10 * time.Hour))
+	s, _ := openTemp(t, Options{Clock: clock.Now, Partition: time.Hour, Retention: time.Hour})
+	ctx := context.Background()
+	old := msg("GW1", "telemetry", base, `{}`)
+	for range 2 {
+		if err := s.Append(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := s.Prune(ctx); err != nil || n != 1 {
+			t.Fatalf("Prune: dropped %d (err %v); want 1", n, err)
+		}
+	}
+	// A partition dropped without the list knowing is recreated by Append,
+	// and the list still names it for Prune.
+	if err := s.Append(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(ctx, func(tx *bolt.Tx) error { return tx.DeleteBucket(partitionKey(base.Unix())) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Prune(ctx); err != nil || n != 1 {
+		t.Errorf("Prune of a recreated partition: dropped %d (err %v); want 1", n, err)
+	}
 }

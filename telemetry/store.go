@@ -218,12 +218,13 @@ func (s *Store) Append(ctx context.Context, m Message) error {
 	idxKey = append(idxKey, 0)
 	idxKey = binary.BigEndian.AppendUint64(idxKey, uint64(nanos))
 
-	known := s.hasPartition(start)
+	var created bool
 	err := s.db.Update(ctx, func(tx *bolt.Tx) error {
-		log, idx, err := partitionBuckets(tx, pkey)
+		log, idx, fresh, err := partitionBuckets(tx, pkey)
 		if err != nil {
 			return err
 		}
+		created = fresh // set on every run: fn may run again
 		seq, err := log.NextSequence()
 		if err != nil {
 			return err
@@ -238,7 +239,9 @@ func (s *Store) Append(ctx context.Context, m Message) error {
 	if err != nil {
 		return fmt.Errorf("append telemetry: %w", err)
 	}
-	if !known {
+	// Also when the partition was known: Prune may have dropped it between
+	// the two, and the list must hold every partition in the file.
+	if created {
 		s.addPartition(start)
 	}
 	return nil
@@ -247,36 +250,30 @@ func (s *Store) Append(ctx context.Context, m Message) error {
 // partitionBuckets returns the log and idx buckets of the partition named
 // pkey, creating them when the partition does not exist yet. That costs a
 // seek in the root bucket, never a scan.
-func partitionBuckets(tx *bolt.Tx, pkey []byte) (log, idx *bolt.Bucket, err error) {
+func partitionBuckets(tx *bolt.Tx, pkey []byte) (log, idx *bolt.Bucket, created bool, err error) {
 	p := tx.Bucket(pkey)
 	if p == nil {
 		if p, err = tx.CreateBucket(pkey); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		if _, err = p.CreateBucket(logBucket); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		if _, err = p.CreateBucket(idxBucket); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
+		created = true
 	}
 	log, idx = p.Bucket(logBucket), p.Bucket(idxBucket)
 	if log == nil || idx == nil {
-		return nil, nil, fmt.Errorf("%w: partition %x lacks its log or index", ErrCorrupt, pkey)
+		return nil, nil, false, fmt.Errorf("%w: partition %x lacks its log or index", ErrCorrupt, pkey)
 	}
-	return log, idx, nil
+	return log, idx, created, nil
 }
 
 func (s *Store) partitionStart(nanos int64) int64 {
 	sec := nanos / int64(time.Second)
 	return sec - sec%s.span
-}
-
-func (s *Store) hasPartition(start int64) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	_, ok := slices.BinarySearch(s.partitions, start)
-	return ok
 }
 
 func (s *Store) addPartition(start int64) {
