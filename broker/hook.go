@@ -25,7 +25,7 @@ func (h *hook) ID() string { return "gwpki-gateways" }
 
 func (h *hook) Provides(e byte) bool {
 	switch e {
-	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
+	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablish,
 		mqtt.OnDisconnect, mqtt.OnPublish, mqtt.OnSubscribed, mqtt.OnWill:
 		return true
 	}
@@ -113,8 +113,12 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return false
 }
 
-// OnSessionEstablished records the live session.
-func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+// OnSessionEstablish records the live session. mochi calls it after
+// authentication and before the CONNACK (server.go, Server.attachClient), so
+// Online is true by the time the gateway learns it is connected. If the
+// CONNACK cannot be written mochi returns without OnDisconnect; the
+// listener's untrack forgets the session then.
+func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	c, ok := gatewayConn(cl)
 	if !ok {
 		return
