@@ -1,7 +1,7 @@
 // # Layout
 //
-// [Store] keeps telemetry in a bbolt file of its own (telemetry.db beside
-// the other stores), separate from the CA, registry and audit so that its
+// [Store] keeps telemetry in a bbolt file of its own (telemetry.db in the
+// data directory), separate from the CA, registry and audit so that its
 // write rate and size never slow them down. At the top level it holds a
 // "meta" bucket (the partition span, fixed when the file is created) and one
 // bucket per time partition, named "p/" followed by the partition's start as
@@ -21,8 +21,8 @@
 //
 // # Durability
 //
-// [Store.Append] is one update of an [store.DB], which gathers concurrent
-// updates into one transaction and one fsync (group commit) and returns only
+// [Store.Append] is one update of a [store.DB], which gathers concurrent
+// updates into one transaction and one commit (group commit) and returns only
 // once that commit is on disk. The broker sends a QoS 1 PUBACK only after
 // Append returned nil, so an acknowledged message survives a crash and is
 // stored exactly once. A publisher that re-sends a message after a crash
@@ -31,10 +31,9 @@
 //
 // # Retention
 //
-// [Store.Prune] deletes whole partition buckets whose span ended more than
+// [Store.Prune] deletes whole partition buckets whose span ended at least
 // [Options.Retention] ago; nothing is ever deleted message by message, so the
 // file stays append-only and freed pages are reused by later partitions.
-
 package telemetry
 
 import (
