@@ -48,15 +48,20 @@ func (e *env) mosquittoPub(t *testing.T, l *leaf, id, topic, msg string, extra .
 func TestMosquittoPublishStored(t *testing.T) {
 	e := newEnv(t, nil)
 	gw := e.gateway(t, "GW1001")
-	out, err := e.mosquittoPub(t, gw, "GW1001", "gw/GW1001/telemetry", `{"flow":3}`, "-d")
-	if err != nil {
-		t.Fatalf("mosquitto_pub: %v\n%s", err, out)
-	}
-	if !strings.Contains(out, "received PUBACK") {
-		t.Errorf("mosquitto_pub got no PUBACK:\n%s", out)
-	}
-	if _, ok := e.sink.find("gw/GW1001/telemetry", []byte(`{"flow":3}`)); !ok {
-		t.Fatalf("sink holds %v; want the publish", e.sink.messages())
+	for _, version := range []string{"mqttv311", "mqttv5"} {
+		t.Run(version, func(t *testing.T) {
+			payload := `{"flow":3,"v":"` + version + `"}`
+			out, err := e.mosquittoPub(t, gw, "GW1001", "gw/GW1001/telemetry", payload, "-d", "-V", version)
+			if err != nil {
+				t.Fatalf("mosquitto_pub: %v\n%s", err, out)
+			}
+			if !strings.Contains(out, "received PUBACK") || strings.Contains(out, "RC:1") {
+				t.Errorf("mosquitto_pub got no successful PUBACK:\n%s", out)
+			}
+			if _, ok := e.sink.find("gw/GW1001/telemetry", []byte(payload)); !ok {
+				t.Fatalf("sink holds %v; want the publish", e.sink.messages())
+			}
+		})
 	}
 }
 
@@ -64,10 +69,17 @@ func TestMosquittoPublishToAnotherGatewayDenied(t *testing.T) {
 	e := newEnv(t, nil)
 	gw := e.gateway(t, "GW1002")
 	e.gateway(t, "GW1003")
+	// MQTT 3.1.1 has no negative PUBACK: mochi disconnects the client.
 	out, err := e.mosquittoPub(t, gw, "GW1002", "gw/GW1003/telemetry", "spoof", "-d")
 	t.Logf("mosquitto_pub (err %v):\n%s", err, out)
-	if strings.Contains(out, "received PUBACK") {
+	if err == nil || strings.Contains(out, "received PUBACK") {
 		t.Errorf("publish to another gateway's topic acknowledged (err %v):\n%s", err, out)
+	}
+	// MQTT 5: a PUBACK with reason 0x87, not authorized.
+	out, err = e.mosquittoPub(t, gw, "GW1002", "gw/GW1003/telemetry", "spoof", "-d", "-V", "mqttv5")
+	t.Logf("mosquitto_pub -V mqttv5 (err %v):\n%s", err, out)
+	if !strings.Contains(out, "RC:135") {
+		t.Errorf("MQTT 5 publish to another gateway's topic: no PUBACK with RC 135 (err %v):\n%s", err, out)
 	}
 	if n := len(e.sink.messages()); n != 0 {
 		t.Errorf("sink holds %d messages; want 0", n)
