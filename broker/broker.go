@@ -43,7 +43,8 @@ type Options struct {
 	// GetCertificate) and ClientCAs, the CAs that issue operational
 	// certificates. The broker works on a clone and forces MinVersion TLS
 	// 1.2, tls.RequireAndVerifyClientCert and a VerifyConnection that calls
-	// Authenticate (after the caller's own VerifyConnection, if any).
+	// Authenticate (after the caller's own VerifyConnection, if any), and
+	// disables session tickets.
 	// GetConfigForClient must be nil: it would bypass all of that.
 	TLSConfig *tls.Config
 	// Authenticate is the CA's check of a verified client certificate:
@@ -117,6 +118,10 @@ func New(opts Options) (*Broker, error) {
 		cfg.MinVersion = tls.VersionTLS12
 	}
 	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	// Each connection gets its own clone (to carry its VerifyConnection), and
+	// a clone of a config that never served a handshake makes its own ticket
+	// keys: tickets could never be redeemed, so none are sent.
+	cfg.SessionTicketsDisabled = true
 
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &Broker{
@@ -287,13 +292,18 @@ func (b *Broker) DisconnectCertificates(serials []string) int {
 		}
 	}
 	b.mu.Unlock()
+	n := 0
 	for _, v := range hit {
 		v.c.revoked.Store(true)
 		_ = v.c.raw.Close()
+		if v.gateway == "" {
+			continue // still in the handshake: it fails now, nothing to count
+		}
+		n++
 		b.log.Warn("mqtt connection dropped", "gateway", v.gateway, "cert_serial", v.certSerial,
 			"reason", "certificate revoked")
 	}
-	return len(hit)
+	return n
 }
 
 // NotifyClaimed publishes {"claimed":true} on gw/<gateway>/cmd/claimed at

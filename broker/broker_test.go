@@ -152,6 +152,9 @@ func TestPublishToAnotherGatewayDenied(t *testing.T) {
 	if !strings.Contains(e.logs(), "mqtt publish refused") || !strings.Contains(e.logs(), "GW0005") {
 		t.Errorf("refusal not logged:\n%s", e.logs())
 	}
+	if strings.Contains(e.logs(), "spoof") {
+		t.Errorf("log contains a payload:\n%s", e.logs())
+	}
 }
 
 func TestDisconnectCertificatesDropsWithinASecond(t *testing.T) {
@@ -519,6 +522,30 @@ func TestNewRefusesIncompleteOptions(t *testing.T) {
 			b.Close()
 			t.Errorf("%s: New succeeded", name)
 		}
+	}
+}
+
+func TestCloseWhileAppendBlocked(t *testing.T) {
+	e := newEnv(t, nil)
+	e.sink.block = make(chan struct{}) // never released
+	e.sink.entered = make(chan struct{}, 1)
+	gw := e.gateway(t, "GW0028")
+	c := e.connect(t, e.pahoOptions(gw, "GW0028"))
+	tok := c.Publish("gw/GW0028/telemetry", 1, false, "x")
+	select {
+	case <-e.sink.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Append was not called")
+	}
+	done := make(chan struct{})
+	go func() { e.broker.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return while Append was blocked")
+	}
+	if tok.WaitTimeout(100*time.Millisecond) && tok.Error() == nil {
+		t.Error("publish acknowledged although Append was cancelled")
 	}
 }
 
