@@ -405,8 +405,8 @@ func (a *Agent) connect(ctx context.Context) error {
 		SetClientID(op.state.MQTT.ClientID).
 		SetProtocolVersion(4).
 		SetCleanSession(true).
-		SetKeepAlive(30 * time.Second).
-		SetPingTimeout(10 * time.Second).
+		SetKeepAlive(30*time.Second).
+		SetPingTimeout(10*time.Second).
 		SetTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, Certificates: []tls.Certificate{op.cert}}).
 		SetBinaryWill(a.topic("state"), stateOffline, 1, false).
 		SetAutoReconnect(false).

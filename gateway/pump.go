@@ -55,7 +55,7 @@ func (p *pump) step(dt time.Duration, now time.Time, seq uint64) Telemetry {
 	s := dt.Seconds()
 	p.phase += 2 * math.Pi * s / 3600 // one swing an hour
 	// Ornstein-Uhlenbeck: pulled back to 0 over ~5 minutes.
-	p.walk += -p.walk*min(1, s/300) + 0.02*math.Sqrt(s)*p.rng.NormFloat64()
+	p.walk += -p.walk*min(1, s/300) + 0.005*math.Sqrt(s)*p.rng.NormFloat64()
 	p.walk = min(0.2, max(-0.2, p.walk))
 	p.demand = p.level()
 	d := p.demand
