@@ -12,7 +12,7 @@ FUZZTIME ?= 20s
 STATICCHECK_VERSION := v0.8.2
 BENCHFLAGS ?=
 
-.PHONY: help build run test bench bench-ocsp bench-provision fuzz lint fmt-check
+.PHONY: help build run test bench bench-ocsp bench-provision bench-mqtt fuzz lint fmt-check
 
 help: ## show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -36,6 +36,11 @@ bench-ocsp: ## benchmark OCSP answers: gwpki's /ocsp vs openssl ocsp (BENCHFLAGS
 
 bench-provision: ## benchmark gwpki provision vs a shell loop around step ca token/certificate (BENCHFLAGS=...)
 	go run ./bench/provision $(BENCHFLAGS)
+
+bench-mqtt: ## benchmark the MQTT broker: gwpki vs mosquitto, connect storm and QoS 1 telemetry (BENCHFLAGS=...)
+	@command -v /usr/sbin/mosquitto >/dev/null 2>&1 || command -v mosquitto >/dev/null 2>&1 || \
+		{ echo "mosquitto broker missing: sudo apt-get install mosquitto" >&2; exit 1; }
+	go run ./bench/mqtt $(BENCHFLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME (default 20s) each
 	@scripts/fuzz.sh $(FUZZTIME)
