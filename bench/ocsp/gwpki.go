@@ -74,7 +74,7 @@ func startGwpki(ctx context.Context, bin, dataDir, work string, env []string) (*
 	readyFile := filepath.Join(work, "gwpki-ready.json")
 	os.Remove(readyFile)
 	args := []string{"serve", "--dir", dataDir,
-		"--api-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ready-file", readyFile}
+		"--api-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--ready-file", readyFile}
 	if hasFlag(ctx, bin, "--mqtt-addr", "serve") {
 		// Never take the default MQTT port another gwpki on this machine may use.
 		args = append(args, "--mqtt-addr", "127.0.0.1:0")

@@ -51,7 +51,7 @@ func startServe(t *testing.T, bin, dir string) (*exec.Cmd, server.Ready) {
 	t.Helper()
 	ready := filepath.Join(dir, "ready.json")
 	os.Remove(ready)
-	cmd := exec.Command(bin, "serve", "--dir", dir, "--api-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--ready-file", ready)
+	cmd := exec.Command(bin, "serve", "--dir", dir, "--api-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--ready-file", ready)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

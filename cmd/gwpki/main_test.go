@@ -63,7 +63,7 @@ func TestScripts(t *testing.T) {
 }
 
 // waitready FILE: wait for `gwpki serve --ready-file FILE`, then export
-// API_URL, HTTP_URL and SERVE_PID.
+// API_URL, HTTP_URL, MQTT_URL, MQTT_PORT and SERVE_PID.
 func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: waitready FILE")
@@ -76,6 +76,10 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Check(json.Unmarshal(b, &r))
 			ts.Setenv("API_URL", r.APIURL)
 			ts.Setenv("HTTP_URL", r.HTTPURL)
+			ts.Setenv("MQTT_URL", r.MQTTURL)
+			if i := strings.LastIndexByte(r.MQTTURL, ':'); i >= 0 {
+				ts.Setenv("MQTT_PORT", r.MQTTURL[i+1:])
+			}
 			ts.Setenv("SERVE_PID", strconv.Itoa(r.PID))
 			return
 		}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 
 	"github.com/go-chi/chi/v5"
 
@@ -104,11 +102,11 @@ func registered(registry *claim.Registry) bootstrap.Registered {
 }
 
 // mqttPool is the pool of broker endpoints gateways are sent to: the
-// configured one, or this server's broker on port.
-func mqttPool(cfg *ca.Config, port int) (*bootstrap.Pool, error) {
+// configured one, or this server's broker at own.
+func mqttPool(cfg *ca.Config, own string) (*bootstrap.Pool, error) {
 	endpoints := cfg.MQTTEndpoints
 	if len(endpoints) == 0 {
-		endpoints = []string{"mqtts://" + net.JoinHostPort(cfg.Hostnames[0], strconv.Itoa(port))}
+		endpoints = []string{own}
 	}
 	pool, err := bootstrap.NewPool(endpoints)
 	if err != nil {

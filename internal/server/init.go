@@ -82,12 +82,13 @@ func printInit(w io.Writer, dir string, res *InitResult) {
 // PrintInit writes the summary of a fresh data directory to w.
 func PrintInit(w io.Writer, dir string, res *InitResult) { printInit(w, dir, res) }
 
-func printBanner(w io.Writer, dir, apiURL, httpURL string) {
+func printBanner(w io.Writer, dir, apiURL, httpURL, mqttURL string) {
 	l := ca.Layout{Dir: dir}
 	fmt.Fprintf(w, "gwpki is serving the CA in %s\n", dir)
 	fmt.Fprintf(w, "  API (step-ca and /v1)   %s   (TLS 1.2+, root %s)\n", apiURL, l.RootCert())
 	fmt.Fprintf(w, "  OCSP and CRLs           %s/ocsp  %s/crl/<shard>.crl\n", httpURL, httpURL)
 	fmt.Fprintf(w, "  health and metrics      %s/healthz  %s/metrics\n", httpURL, httpURL)
+	fmt.Fprintf(w, "  MQTT broker (gateways)  %s   (TLS 1.2+, operational client certificates)\n", mqttURL)
 	fmt.Fprintf(w, "next:\n")
 	fmt.Fprintf(w, "  gwpki station add line1 --dir %s --out station.json --jwk line1.jwk\n", dir)
 	fmt.Fprintf(w, "  step ca health --ca-url %s --root %s\n", apiURL, l.RootCert())

@@ -54,6 +54,7 @@ const maxConns = 4096
 type Ready struct {
 	APIURL  string `json:"api_url"`
 	HTTPURL string `json:"http_url"`
+	MQTTURL string `json:"mqtt_url"`
 	PID     int    `json:"pid"`
 }
 
@@ -158,20 +159,23 @@ func Run(ctx context.Context, opts Options) error {
 	auditLog.Routes(api, auditScope, accounts.RequireRole(claim.RoleOperator))
 	registry.Routes(api, stationAuth(auth), verifyBirthCert(auth), operator, apiURL+"/v1/bootstrap")
 	claims.Routes(api, accounts.RequireRole(claim.RoleInstaller, claim.RoleOperator), operator, gatewayAuth(auth))
-	// Until the broker listens here, gateways are sent to its configured port.
-	_, mqttPortStr, _ := net.SplitHostPort(pick(opts.MQTTAddr, cfg.MQTTAddr))
-	mqttPort, _ := strconv.Atoi(mqttPortStr)
-	pool, err := mqttPool(cfg, mqttPort)
-	if err != nil {
-		return err
-	}
-	bootstrap.New(auth, registered(registry), pool, log).Routes(api)
 	telemetryStore, err := openTelemetry(opts.Dir, cfg, reg, log)
 	if err != nil {
 		return err
 	}
 	defer telemetryStore.Close()
 	go telemetryStore.Run(ctx)
+	mqttBroker, err := newBroker(pick(opts.MQTTAddr, cfg.MQTTAddr), auth, tlsConfig, telemetryStore, claims, registry, log)
+	if err != nil {
+		return fmt.Errorf("listen for MQTT: %w", err)
+	}
+	defer mqttBroker.Close()
+	mqttURL := "mqtts://" + hostPort(cfg.Hostnames[0], mqttBroker.Addr())
+	pool, err := mqttPool(cfg, mqttURL)
+	if err != nil {
+		return err
+	}
+	bootstrap.New(auth, registered(registry), pool, log).Routes(api)
 	api.With(operator, registry.Owned).Get("/v1/devices/{serial}/telemetry", telemetryStore.Handler("serial"))
 	auth.Routes(api)
 	apiSrv := &http.Server{
@@ -201,19 +205,20 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}()
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	go func() { errc <- mqttBroker.Start(ctx) }()
 	// Past maxConns, new connections wait in the kernel's backlog instead of
 	// costing goroutines and TLS state.
 	go func() { errc <- serveErr(apiSrv.ServeTLS(netutil.LimitListener(apiLn, maxConns), "", "")) }()
 	go func() { errc <- serveErr(httpSrv.Serve(netutil.LimitListener(httpLn, maxConns))) }()
 
 	if opts.ReadyFile != "" {
-		b, _ := json.Marshal(Ready{APIURL: apiURL, HTTPURL: httpURL, PID: os.Getpid()})
+		b, _ := json.Marshal(Ready{APIURL: apiURL, HTTPURL: httpURL, MQTTURL: mqttURL, PID: os.Getpid()})
 		if err := writeFile(opts.ReadyFile, b); err != nil {
 			return fmt.Errorf("write ready file: %w", err)
 		}
 	}
-	printBanner(opts.Out, opts.Dir, apiURL, httpURL)
+	printBanner(opts.Out, opts.Dir, apiURL, httpURL, mqttURL)
 
 	select {
 	case <-ctx.Done():
@@ -222,7 +227,7 @@ func Run(ctx context.Context, opts Options) error {
 	log.Info("shutting down")
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
-	err = errors.Join(err, apiSrv.Shutdown(shutdownCtx), httpSrv.Shutdown(shutdownCtx))
+	err = errors.Join(err, apiSrv.Shutdown(shutdownCtx), httpSrv.Shutdown(shutdownCtx), mqttBroker.Close())
 	return err
 }
 

@@ -57,7 +57,7 @@ func startServer(t testing.TB, edit func(cfg map[string]any)) *testServer {
 	readyFile := filepath.Join(dir, "ready.json")
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Options{Dir: dir, APIAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", ReadyFile: readyFile})
+		done <- Run(ctx, Options{Dir: dir, APIAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", ReadyFile: readyFile})
 	}()
 	ts := &testServer{dir: dir, station: &provisioning.Station{Name: "line1", Key: key}}
 	stopped := false

@@ -1,0 +1,60 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+
+	"github.com/gwpki/gwpki/broker"
+	"github.com/gwpki/gwpki/ca"
+	"github.com/gwpki/gwpki/claim"
+	"github.com/gwpki/gwpki/telemetry"
+)
+
+// newBroker builds the MQTT broker on addr: the API's server certificate,
+// gateway client certificates checked by the CA (operational ones only),
+// messages stored in sink. Revocations drop the revoked certificates'
+// sessions, and claims reach their gateways on cmd/claimed, both before the
+// request that caused them is answered (event subscribers run in the
+// publisher's goroutine; the broker only closes sockets and queues a
+// message there).
+func newBroker(addr string, auth *ca.Authority, serverTLS *tls.Config, sink telemetry.Sink,
+	claims *claim.Claims, registry *claim.Registry, log *slog.Logger,
+) (*broker.Broker, error) {
+	b, err := broker.New(broker.Options{
+		Addr:         addr,
+		TLSConfig:    &tls.Config{GetCertificate: serverTLS.GetCertificate, ClientCAs: auth.ClientCAs()},
+		Authenticate: auth.AuthenticateOperational,
+		Sink:         sink,
+		OnClaimButton: func(ctx context.Context, gateway string) error {
+			_, err := claims.PressButton(ctx, gateway, "mqtt")
+			return err
+		},
+		Claimed: func(ctx context.Context, gateway string) (bool, error) {
+			dev, err := registry.Device(ctx, gateway)
+			if err != nil {
+				return false, err
+			}
+			return dev.State == claim.StateClaimed, nil
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	auth.Revocations().Subscribe(func(ev ca.Revocation) {
+		serials := make([]string, 0, len(ev.Certificates))
+		for _, c := range ev.Certificates {
+			serials = append(serials, c.Serial.String())
+		}
+		if n := b.DisconnectCertificates(serials); n > 0 {
+			log.Info("revoked gateways disconnected", "sessions", n)
+		}
+	})
+	claims.Events().Subscribe(func(ev claim.Event) {
+		if ev.Kind == claim.EventClaimed {
+			b.NotifyClaimed(ev.Serial)
+		}
+	})
+	return b, nil
+}
