@@ -19,7 +19,7 @@ func newGatewayCommand() *cobra.Command {
 		Short: "The device side: what a gateway provisioned by gwpki provision does",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newGatewayCodeCommand(), newGatewayButtonCommand())
+	cmd.AddCommand(newGatewayRunCommand(), newGatewaySimCommand(), newGatewayCodeCommand(), newGatewayButtonCommand())
 	return cmd
 }
 
