@@ -180,10 +180,7 @@ func (a *Agent) say(format string, args ...any) {
 // when the bundle cannot work at all (no birth certificate or key, no
 // bootstrap URL); everything the network does is retried.
 func (a *Agent) Run(ctx context.Context) error {
-	if _, err := a.b.APIURL(); err != nil {
-		return err
-	}
-	if _, err := a.b.TLSConfig(); err != nil {
+	if err := a.b.Check(); err != nil {
 		return err
 	}
 	now := a.opts.Now()

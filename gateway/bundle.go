@@ -138,3 +138,13 @@ func (b *Bundle) PressClaimButton(ctx context.Context) (claim.UnlockResult, erro
 	}
 	return res, nil
 }
+
+// Check reports whether the bundle can work: an https bootstrap URL, and
+// the birth certificate, its key and root.pem readable.
+func (b *Bundle) Check() error {
+	if _, err := b.APIURL(); err != nil {
+		return err
+	}
+	_, err := b.TLSConfig()
+	return err
+}

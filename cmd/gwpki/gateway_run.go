@@ -56,6 +56,9 @@ func (o *gatewayRunOptions) run(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	if err := b.Check(); err != nil {
+		return err
+	}
 	a := gateway.NewAgent(b, gateway.AgentOptions{
 		Interval: o.interval,
 		Console:  cmd.OutOrStdout(),
@@ -145,6 +148,9 @@ func (o *gatewaySimOptions) run(cmd *cobra.Command, _ []string) error {
 	for i, dir := range dirs {
 		b, err := readGatewayBundle(dir)
 		if err != nil {
+			return err
+		}
+		if err := b.Check(); err != nil {
 			return err
 		}
 		agents[i] = gateway.NewAgent(b, gateway.AgentOptions{Interval: o.interval, Console: console, Logger: logger})
