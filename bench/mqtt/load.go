@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
@@ -207,7 +208,10 @@ const (
 // publishRun is the state of the QoS 1 phase shared by every publisher.
 type publishRun struct {
 	window int
-	phase  atomic.Int32
+	// interval is the time between two messages of one publisher when the
+	// phase is paced; 0 publishes whenever the window allows.
+	interval time.Duration
+	phase    atomic.Int32
 	// acked counts the PUBACKs received while measuring.
 	acked atomic.Int64
 }
@@ -244,13 +248,26 @@ func pumpReading(b []byte, serial string, seq int, now time.Time) []byte {
 	return b
 }
 
-// writer sends PUBLISH packets while identifiers are free, as many as are
-// free in one write, until the run stops.
+// writer sends PUBLISH packets until the run stops: unpaced, whenever
+// identifiers are free, as many as are free in one write; paced, one every
+// interval (those overdue together), as long as the window allows.
 func (p *publisher) writer() {
 	buf := make([]byte, 0, p.run.window*300)
 	payload := make([]byte, 0, 256)
 	ids := make([]uint16, 0, p.run.window)
+	interval := p.run.interval
+	var next time.Time
+	if interval > 0 {
+		// Publishers start spread over one interval.
+		next = time.Now().Add(rand.N(interval))
+	}
 	for p.run.phase.Load() != phaseStop {
+		if interval > 0 {
+			if d := time.Until(next); d > 0 {
+				time.Sleep(min(d, 100*time.Millisecond))
+				continue
+			}
+		}
 		var id uint16
 		select {
 		case id = <-p.free:
@@ -258,11 +275,13 @@ func (p *publisher) writer() {
 			continue
 		}
 		ids = append(ids[:0], id)
+		next = next.Add(interval)
 	more:
-		for {
+		for interval == 0 || time.Until(next) <= 0 {
 			select {
 			case id := <-p.free:
 				ids = append(ids, id)
+				next = next.Add(interval)
 			default:
 				break more
 			}
@@ -337,8 +356,15 @@ type publishResult struct {
 // unacknowledged messages, for warmup, then for d measured; then it stops
 // sending and waits for the last PUBACKs. measure, when set, is called at
 // the start and the end of the measured window (for CPU times).
-func publish(ctx context.Context, conns []*mqttConn, window int, warmup, d time.Duration, measure func(start bool)) *publishResult {
+//
+// rate, when positive, paces the phase: the publishers together offer rate
+// messages/s, each gateway at rate/len(conns), so that the latency is the
+// broker's at that load rather than the queue a full window makes.
+func publish(ctx context.Context, conns []*mqttConn, window int, rate float64, warmup, d time.Duration, measure func(start bool)) *publishResult {
 	run := &publishRun{window: window}
+	if rate > 0 {
+		run.interval = time.Duration(float64(len(conns)) / rate * float64(time.Second))
+	}
 	pubs := make([]*publisher, len(conns))
 	for i, c := range conns {
 		p := &publisher{c: c, run: run, free: make(chan uint16, window), sent: make([]atomic.Int64, window+1)}

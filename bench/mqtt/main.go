@@ -17,7 +17,10 @@
 //  2. QoS 1 telemetry: -publishers of those connections publish a ~200-byte
 //     JSON pump reading to gw/<serial>/telemetry with -window unacknowledged
 //     messages each, for -warmup then -duration; messages/s acknowledged and
-//     PUBACK latency p50 and p99.
+//     PUBACK latency p50 and p99;
+//  3. the same paced at -rate messages/s in all: the latency at that load
+//     (unpaced, a full window of every publisher is always queued, and the
+//     latency is window x publishers / messages/s).
 //
 // gwpki stores every message durably before its PUBACK; mosquitto, set up
 // the way its users secure gateways (TLS with require_certificate and
@@ -74,6 +77,7 @@ const (
 // options are the command-line flags.
 type options struct {
 	n, conns, publishers, window int
+	rate                         float64
 	duration, warmup             time.Duration
 	bootstrapConc, verify        int
 	only                         string
@@ -92,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.conns, "conns", 64, "concurrent connectors in the connect storm")
 	fs.IntVar(&o.publishers, "publishers", 1000, "connected gateways that publish in the QoS 1 phase (at most -n)")
 	fs.IntVar(&o.window, "window", 8, "unacknowledged QoS 1 publishes per connection")
+	fs.Float64Var(&o.rate, "rate", 10000, "messages/s the publishers offer together in a second, paced QoS 1 phase (0: skip it)")
 	fs.DurationVar(&o.duration, "duration", 20*time.Second, "measured time of the QoS 1 phase")
 	fs.DurationVar(&o.warmup, "warmup", 3*time.Second, "unmeasured time of the QoS 1 phase before -duration")
 	fs.IntVar(&o.bootstrapConc, "bootstrap-conc", 32, "bootstrap requests in flight during the setup")
@@ -119,8 +124,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-conns and -bootstrap-conc must be at least 1, -window from 1 to 65535")
 	case o.publishers < 1 || o.publishers > o.n:
 		return nil, errors.New("-publishers must be from 1 to -n")
-	case o.duration <= 0 || o.warmup < 0 || o.verify < 0:
-		return nil, errors.New("-duration must be positive, -warmup and -verify at least 0")
+	case o.duration <= 0 || o.warmup < 0 || o.verify < 0 || o.rate < 0:
+		return nil, errors.New("-duration must be positive, -warmup, -verify and -rate at least 0")
 	}
 	switch o.only {
 	case "", brokerGwpki, brokerMosquitto:
@@ -275,8 +280,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "results: %s\n", path)
 	for _, res := range rep.Results {
-		if res.Connect.Errors > 0 || res.Publish.Errors > 0 {
-			return fmt.Errorf("%s: %d connect and %d publish errors", res.Broker, res.Connect.Errors, res.Publish.Errors)
+		pubErrs := res.Publish.Errors
+		if res.Paced != nil {
+			pubErrs += res.Paced.Errors
+		}
+		if res.Connect.Errors > 0 || pubErrs > 0 {
+			return fmt.Errorf("%s: %d connect and %d publish errors", res.Broker, res.Connect.Errors, pubErrs)
 		}
 		for _, v := range res.Verified {
 			if !v.OK {
@@ -321,7 +330,7 @@ func cores(a, b cpuSample) (server, client, others float64) {
 // broker and disconnects every gateway. It returns the publishers for the
 // check of what was stored.
 func benchBroker(ctx context.Context, name, version string, p *process, d *dialer, gws []*gateway, o *options,
-	logf func(string, ...any)) (*result, []*publisher, error) {
+	logf func(string, ...any)) (*result, []sentAcked, error) {
 	res := &result{Broker: name, Version: version, Addr: d.addr}
 	mem0, err := p.memory()
 	if err != nil {
@@ -383,45 +392,82 @@ func benchBroker(ctx context.Context, name, version string, p *process, d *diale
 	if len(pubConns) < o.publishers {
 		return nil, nil, fmt.Errorf("only %d gateways connected; -publishers is %d", len(pubConns), o.publishers)
 	}
-	logf("%s: QoS 1, %d publishers, window %d, %s warm-up, %s measured", name, len(pubConns), o.window, o.warmup, o.duration)
+	var counts []sentAcked
+	for _, rate := range []float64{0, o.rate} {
+		if rate < 0 || (rate == 0 && counts != nil) {
+			continue
+		}
+		sum, pubs := publishPhase(ctx, name, p, pubConns, o, rate, logf)
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		if rate == 0 {
+			res.Publish = sum
+		} else {
+			res.Paced = &sum
+		}
+		if counts == nil {
+			counts = make([]sentAcked, len(pubs))
+		}
+		for i, pb := range pubs {
+			counts[i].gw = pb.c.gw
+			counts[i].sent += pb.seq
+			counts[i].acked += pb.acks
+		}
+	}
+	return res, counts, nil
+}
+
+// sentAcked is what one gateway published over the QoS 1 phases.
+type sentAcked struct {
+	gw          *gateway
+	sent, acked int
+}
+
+// publishPhase runs one QoS 1 phase on conns: as fast as the window allows
+// (rate 0), or paced at rate messages/s.
+func publishPhase(ctx context.Context, name string, p *process, conns []*mqttConn, o *options, rate float64,
+	logf func(string, ...any)) (publishSummary, []*publisher) {
+	what := "unpaced"
+	if rate > 0 {
+		what = fmt.Sprintf("paced at %.0f messages/s", rate)
+	}
+	logf("%s: QoS 1, %s, %d publishers, window %d, %s warm-up, %s measured", name, what, len(conns), o.window, o.warmup, o.duration)
 	var m0, m1 cpuSample
-	pub := publish(ctx, pubConns, o.window, o.warmup, o.duration, func(start bool) {
+	pub := publish(ctx, conns, o.window, rate, o.warmup, o.duration, func(start bool) {
 		if start {
 			m0 = sampleCPU(p)
 		} else {
 			m1 = sampleCPU(p)
 		}
 	})
-	if err := ctx.Err(); err != nil {
-		return nil, nil, err
-	}
-	res.Publish = publishSummary{
-		Publishers: len(pubConns), Window: o.window, PayloadBytes: len(pumpReading(nil, gws[0].serial, 1000, time.Now())),
+	sum := publishSummary{
+		Publishers: len(conns), Window: o.window, OfferedPerSec: rate,
+		PayloadBytes:  len(pumpReading(nil, conns[0].gw.serial, 1000, time.Now())),
 		WarmupSeconds: o.warmup.Seconds(), Seconds: pub.measured.Seconds(), Acked: pub.acked,
 		PerSec: float64(pub.acked) / pub.measured.Seconds(),
 		P50MS:  ms(harness.Percentile(pub.latencies, 0.50)), P99MS: ms(harness.Percentile(pub.latencies, 0.99)),
 		MaxMS: ms(harness.Percentile(pub.latencies, 1)), Errors: pub.errors,
 	}
 	if pub.firstErr != nil {
-		res.Publish.FirstError = pub.firstErr.Error()
+		sum.FirstError = pub.firstErr.Error()
 	}
-	res.Publish.ServerCPUCores, res.Publish.ClientCPUCores, res.Publish.OtherCPUCores = cores(m0, m1)
+	sum.ServerCPUCores, sum.ClientCPUCores, sum.OtherCPUCores = cores(m0, m1)
 	if pub.acked > 0 {
-		res.Publish.ServerCPUUS = float64(m1.server-m0.server) / float64(time.Microsecond) / float64(pub.acked)
+		sum.ServerCPUUS = float64(m1.server-m0.server) / float64(time.Microsecond) / float64(pub.acked)
 	}
 	logf("%s: %.0f messages/s acknowledged, PUBACK p50 %.1fms, p99 %.1fms, %d errors; CPU server %.2f, client %.2f",
-		name, res.Publish.PerSec, res.Publish.P50MS, res.Publish.P99MS, pub.errors,
-		res.Publish.ServerCPUCores, res.Publish.ClientCPUCores)
+		name, sum.PerSec, sum.P50MS, sum.P99MS, pub.errors, sum.ServerCPUCores, sum.ClientCPUCores)
 	if pub.firstErr != nil {
 		logf("%s: first publish error: %v", name, pub.firstErr)
 	}
-	return res, pub.publishers, nil
+	return sum, pub.publishers
 }
 
 // verifyStored counts what gwpki stored for k publishers spread over pubs
 // and checks that it is at least what they got PUBACKs for, and at most what
 // they sent.
-func verifyStored(ctx context.Context, srv *gwpki, roots *x509.CertPool, pubs []*publisher, k int) ([]verified, error) {
+func verifyStored(ctx context.Context, srv *gwpki, roots *x509.CertPool, pubs []sentAcked, k int) ([]verified, error) {
 	api, err := srv.login(ctx, roots)
 	if err != nil {
 		return nil, err
@@ -430,12 +476,12 @@ func verifyStored(ctx context.Context, srv *gwpki, roots *x509.CertPool, pubs []
 	var out []verified
 	for i := range k {
 		p := pubs[i*(len(pubs)-1)/max(1, k-1)]
-		n, err := api.countTelemetry(ctx, p.c.gw.serial, p.c.gw.topic)
+		n, err := api.countTelemetry(ctx, p.gw.serial, p.gw.topic)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, verified{Gateway: p.c.gw.serial, Published: p.seq, Acked: p.acks, Stored: n,
-			OK: p.acks <= n && n <= p.seq})
+		out = append(out, verified{Gateway: p.gw.serial, Published: p.sent, Acked: p.acked, Stored: n,
+			OK: p.acked <= n && n <= p.sent})
 	}
 	return out, nil
 }

@@ -31,10 +31,12 @@ type result struct {
 	// PUBACK.
 	Durability string `json:"durability"`
 
-	Connect  connectResult  `json:"connect"`
-	Memory   memoryResult   `json:"memory"`
-	Publish  publishSummary `json:"publish"`
-	Verified []verified     `json:"verified,omitempty"`
+	Connect connectResult  `json:"connect"`
+	Memory  memoryResult   `json:"memory"`
+	Publish publishSummary `json:"publish"`
+	// Paced is the QoS 1 phase paced at -rate messages/s.
+	Paced    *publishSummary `json:"paced,omitempty"`
+	Verified []verified      `json:"verified,omitempty"`
 }
 
 type connectResult struct {
@@ -67,6 +69,7 @@ type memoryResult struct {
 type publishSummary struct {
 	Publishers     int     `json:"publishers"`
 	Window         int     `json:"window"`
+	OfferedPerSec  float64 `json:"offered_per_sec,omitempty"` // paced: messages/s offered; 0: unpaced
 	PayloadBytes   int     `json:"payload_bytes"`
 	WarmupSeconds  float64 `json:"warmup_seconds"`
 	Seconds        float64 `json:"seconds"`
@@ -142,7 +145,16 @@ func (r *report) finish() {
 	}
 	add("gwpki mTLS connects/s", fmt.Sprintf(">= %d", targetConnects), g.Connect.PerSec, g.Connect.PerSec >= targetConnects)
 	add("gwpki durable QoS 1 messages/s", fmt.Sprintf(">= %d", targetMessages), g.Publish.PerSec, g.Publish.PerSec >= targetMessages)
-	add("gwpki PUBACK p99 (ms)", fmt.Sprintf("<= %d", targetP99MS), g.Publish.P99MS, g.Publish.Acked > 0 && g.Publish.P99MS <= targetP99MS)
+	if pc := g.Paced; pc != nil && pc.OfferedPerSec >= targetMessages {
+		// The latency target at the rate of the throughput target: the
+		// paced phase, if gwpki kept up with what was offered.
+		kept := pc.PerSec >= 0.98*pc.OfferedPerSec
+		add(fmt.Sprintf("gwpki PUBACK p99 (ms) at %.0f messages/s offered, all acknowledged", pc.OfferedPerSec),
+			fmt.Sprintf("<= %d", targetP99MS), pc.P99MS, kept && pc.Acked > 0 && pc.P99MS <= targetP99MS)
+	} else {
+		add("gwpki PUBACK p99 (ms), unpaced", fmt.Sprintf("<= %d", targetP99MS), g.Publish.P99MS,
+			g.Publish.Acked > 0 && g.Publish.P99MS <= targetP99MS)
+	}
 	if m != nil && m.Connect.PerSec > 0 && m.Publish.PerSec > 0 {
 		r.Ratios = map[string]float64{
 			"connects_per_sec": g.Connect.PerSec / m.Connect.PerSec,
@@ -212,7 +224,7 @@ func (r *report) print(w io.Writer) {
 		return fmt.Sprintf("%.0f / %.0f / %.0f MB", x.Memory.IdleMB, x.Memory.ConnectedMB, x.Memory.PeakMB)
 	}, ratio("rss_connected"))
 	row("  per connected gateway", func(x *result) string { return fmt.Sprintf("%.1f KB", x.Memory.PerGatewayKB) }, "")
-	row("QoS 1: publishers x window", func(x *result) string {
+	row("QoS 1 unpaced: publishers x window", func(x *result) string {
 		return fmt.Sprintf("%d x %d", x.Publish.Publishers, x.Publish.Window)
 	}, "")
 	row("  messages/s acknowledged", func(x *result) string { return fmt.Sprintf("%.0f", x.Publish.PerSec) }, ratio("messages_per_sec"))
@@ -223,8 +235,23 @@ func (r *report) print(w io.Writer) {
 	row("  CPU cores: server / client / others", func(x *result) string {
 		return fmt.Sprintf("%.2f / %.2f / %.2f", x.Publish.ServerCPUCores, x.Publish.ClientCPUCores, x.Publish.OtherCPUCores)
 	}, "")
+	if r.Results[0].Paced != nil {
+		row(fmt.Sprintf("QoS 1 paced at %.0f/s: messages/s", r.Results[0].Paced.OfferedPerSec), func(x *result) string {
+			return fmt.Sprintf("%.0f", x.Paced.PerSec)
+		}, "")
+		row("  PUBACK p50 / p99 / max", func(x *result) string {
+			return fmt.Sprintf("%.1f / %.1f / %.0f ms", x.Paced.P50MS, x.Paced.P99MS, x.Paced.MaxMS)
+		}, "")
+		row("  CPU cores: server / client / others", func(x *result) string {
+			return fmt.Sprintf("%.2f / %.2f / %.2f", x.Paced.ServerCPUCores, x.Paced.ClientCPUCores, x.Paced.OtherCPUCores)
+		}, "")
+	}
 	row("  errors (connect, publish)", func(x *result) string {
-		return fmt.Sprintf("%d, %d", x.Connect.Errors, x.Publish.Errors)
+		n := x.Publish.Errors
+		if x.Paced != nil {
+			n += x.Paced.Errors
+		}
+		return fmt.Sprintf("%d, %d", x.Connect.Errors, n)
 	}, "")
 	tw.Flush()
 	for _, res := range r.Results {
@@ -234,6 +261,9 @@ func (r *report) print(w io.Writer) {
 		}
 		if res.Publish.FirstError != "" {
 			fmt.Fprintf(w, "%s: first publish error: %s\n", res.Broker, res.Publish.FirstError)
+		}
+		if res.Paced != nil && res.Paced.FirstError != "" {
+			fmt.Fprintf(w, "%s: first paced publish error: %s\n", res.Broker, res.Paced.FirstError)
 		}
 		if len(res.Verified) > 0 {
 			var parts []string
@@ -247,6 +277,8 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "%s stored telemetry (GET /v1/devices/<serial>/telemetry): %s\n", res.Broker, strings.Join(parts, "; "))
 		}
 	}
+	fmt.Fprintln(w, "unpaced: every publisher keeps its window full, so PUBACK latency is about window x publishers / messages/s "+
+		"(Little's law); paced: the publishers offer the given rate together, and latency is the broker's at that load")
 	fmt.Fprintf(w, "CPU cores: CPU time over wall time of the storm or the measured window, of the broker, of this "+
 		"load generator, and of every other process (of %d)\n", r.Host.CPUs)
 	for _, t := range r.Targets {
