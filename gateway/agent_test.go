@@ -421,7 +421,7 @@ func TestAgentUnusableBundle(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
+func TestAgentBackoff(t *testing.T) {
 	want := []time.Duration{1, 2, 4, 8, 16, 32, 60, 60, 60, 60}
 	for i, w := range want {
 		attempt := i + 1
@@ -453,8 +453,8 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// TestPumpReadings: the readings stay plausible and drift smoothly.
-func TestPumpReadings(t *testing.T) {
+// TestAgentPumpReadings: the readings stay plausible and drift smoothly.
+func TestAgentPumpReadings(t *testing.T) {
 	p := newPump(42)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	prev := p.step(5*time.Second, now, 1)
