@@ -58,6 +58,8 @@ func TestScripts(t *testing.T) {
 			"tlscert":   cmdTLSCert,
 			"fetchcrl":  cmdFetchCRL,
 			"sleep":     cmdSleep,
+			"jsonwrap":  cmdJSONWrap,
+			"jsonget":   cmdJSONGet,
 		},
 	})
 }
@@ -250,4 +252,37 @@ func peerCondition(cond string) (bool, error) {
 		return false, fmt.Errorf("peer %s is not installed; make test installs it", name)
 	}
 	return false, nil
+}
+
+// jsonwrap FIELD FILE OUT: write {"FIELD": <FILE's contents as a string>}
+// to OUT, for request bodies that carry PEM (a CSR for /v1/bootstrap).
+func cmdJSONWrap(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: jsonwrap FIELD FILE OUT")
+	}
+	b, err := json.Marshal(map[string]string{args[0]: ts.ReadFile(args[1])})
+	ts.Check(err)
+	ts.Check(os.WriteFile(ts.MkAbs(args[2]), b, 0o644))
+}
+
+// jsonget FILE FIELD OUT: write the string field FIELD (a dotted path into
+// objects) of the JSON object in FILE to OUT.
+func cmdJSONGet(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: jsonget FILE FIELD OUT")
+	}
+	var v any
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[0])), &v))
+	for _, k := range strings.Split(args[1], ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			ts.Fatalf("jsonget: %s is not an object at %s", args[0], k)
+		}
+		v = m[k]
+	}
+	s, ok := v.(string)
+	if !ok {
+		ts.Fatalf("jsonget: %s has no string %s", args[0], args[1])
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[2]), []byte(s), 0o600))
 }

@@ -46,6 +46,7 @@ func newRootCommand() *cobra.Command {
 		newClaimCommand(),
 		newUnclaimCommand(),
 		newUnlockCommand(),
+		newTelemetryCommand(),
 	)
 	return root
 }
