@@ -140,6 +140,9 @@ func New(opts Options) (*Broker, error) {
 	caps.MaximumPacketSize = uint32(opts.MaxPacketSize)
 	caps.ReceiveMaximum = uint16(opts.ReceiveMaximum)
 	caps.MaximumInflight = uint16(opts.ReceiveMaximum)
+	// QoS 2 would need PUBREC/PUBREL bookkeeping the store does not keep;
+	// a QoS 2 publish is taken as QoS 1 ([MQTT-3.2.2-9]).
+	caps.MaximumQos = 1
 	caps.MaximumSessionExpiryInterval = uint32(opts.SessionExpiry / time.Second)
 	caps.MaximumClientWritesPending = maxPendingWrites
 	// mochi resolves inbound topic aliases after its ACL check and keeps up

@@ -140,26 +140,13 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 		"reason", fmt.Sprint(err))
 }
 
-// OnPublish stores an accepted publish before mochi acknowledges it.
-//
-// PUBACK only after durable: in mochi v2.7.9, server.go, Server.processPublish
-// calls s.hooks.OnPublish and only after it returns builds the PUBACK (or
-// PUBREC for QoS 2) with s.buildAck and writes it with cl.WritePacket, in the
-// same goroutine (the client's read loop, clients.go Client.Read ->
-// Server.receivePacket -> Server.processPacket). So a blocking, durable
-// Sink.Append here means no acknowledgement leaves before the message is
-// stored; a gateway's publishes are also stored in the order it sent them.
-//
-// The error value matters: processPublish returns without any
-// acknowledgement only for packets.ErrRejectPacket; any other error except
-// packets.CodeSuccessIgnore is acknowledged as success to an MQTT 3 client
-// (and as a negative PUBACK to an MQTT 5 client only when it is a
-// packets.Code). So a failed store returns ErrRejectPacket and drops the
-// client, which resends the unacknowledged message when it reconnects.
-//
-// A stored message returns packets.CodeSuccessIgnore: mochi acknowledges it
-// but neither retains nor routes it (publishToSubscribers and retainMessage
-// skip packets marked Ignore); gateways talk only to the server.
+// OnPublish hands an accepted publish to the store and returns
+// packets.ErrRejectPacket, so that mochi neither acknowledges nor routes it:
+// the gateway's ackQueue sends the PUBACK once the message is durable (see
+// acks.go). In mochi v2.7.9, server.go, Server.processPublish returns at
+// once for ErrRejectPacket; any other error except packets.CodeSuccessIgnore
+// would be acknowledged as success to an MQTT 3 client, stored or not.
+// Gateways talk only to the server, so nothing is routed or retained.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil // the broker's own cmd/ publishes (NotifyClaimed)
@@ -181,16 +168,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		Time:    time.Now().UTC(),
 		Payload: bytes.Clone(pk.Payload),
 	}
-	if err := h.b.opts.Sink.Append(h.b.ctx, m); err != nil {
-		h.b.log.Warn("mqtt publish not stored", "gateway", c.gateway, "cert_serial", c.certSerial,
-			"topic", pk.TopicName, "reason", "store failed", "error", err)
-		h.b.disconnect(cl)
-		return pk, packets.ErrRejectPacket
-	}
-	if pk.TopicName == stateTopic(c.gateway) && claimButtonPressed(pk.Payload) {
-		h.b.claimButton(c)
-	}
-	return pk, packets.CodeSuccessIgnore
+	button := pk.TopicName == stateTopic(c.gateway) && claimButtonPressed(pk.Payload)
+	h.b.store(cl, c, pk, m, button)
+	return pk, packets.ErrRejectPacket
 }
 
 // claimButtonPressed reports whether a state payload is

@@ -26,6 +26,7 @@ type conn struct {
 	certSerial string   // decimal serial of the client certificate
 	gateway    string   // what Authenticate returned; empty until it succeeded
 	revoked    atomic.Bool
+	acks       *ackQueue // the QoS 1 messages on their way to the store
 }
 
 // listener is a mochi listeners.Listener that does the TLS handshake itself,
@@ -95,7 +96,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 // when mochi is done with it.
 func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 	b := l.b
-	c := &conn{raw: raw}
+	c := &conn{raw: raw, acks: newAckQueue(l.b.opts.ReceiveMaximum)}
 	defer func() {
 		_ = raw.Close()
 		b.untrack(c)
