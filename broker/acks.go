@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"runtime"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -18,14 +19,15 @@ import (
 //
 // mochi sends no acknowledgement of its own: OnPublish returns
 // packets.ErrRejectPacket (server.go, Server.processPublish returns at once
-// for it), and the queue writes the PUBACK with Client.WritePacket, which is
-// safe from any goroutine (it holds the client's lock).
+// for it), and the queue writes the PUBACKs itself under the client's lock,
+// the lock mochi's Client.WritePacket holds.
 type ackQueue struct {
 	slots chan struct{} // a slot per message in flight; full means OnPublish waits
 
-	mu      sync.Mutex
-	pending []*pendingAck // oldest first
-	failed  bool          // a message was not stored: nothing more is acknowledged
+	mu       sync.Mutex
+	pending  []*pendingAck // oldest first
+	failed   bool          // a message was not stored: nothing more is acknowledged
+	flushing bool          // a goroutine is writing the due PUBACKs
 }
 
 // pendingAck is one message on its way to the store.
@@ -64,12 +66,50 @@ func (b *Broker) store(cl *mqtt.Client, c *conn, pk packets.Packet, m telemetry.
 }
 
 // complete records the outcome of one append and sends, in order, the
-// acknowledgements that are now due.
+// acknowledgements that are now due, all in one write. One commit of the
+// store usually makes several of a gateway's messages durable at once and
+// wakes their goroutines together: the first of them to get here becomes
+// the flusher, yields so that the others can mark theirs done, and then
+// writes every due PUBACK in one TLS record and one system call; the
+// others only mark theirs. The flusher looks again before it stops, so
+// nothing marked meanwhile is left behind.
 func (b *Broker) complete(cl *mqtt.Client, c *conn, p *pendingAck, err error) {
 	q := c.acks
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	p.done, p.err = true, err
+	if q.flushing {
+		q.mu.Unlock()
+		return
+	}
+	q.flushing = true
+	q.mu.Unlock()
+	runtime.Gosched()
+	for {
+		q.mu.Lock()
+		acks, pressed := b.takeDue(cl, c, q)
+		if len(acks) == 0 && !pressed {
+			q.flushing = false
+			q.mu.Unlock()
+			return
+		}
+		// Written under the queue's lock: the next flusher's PUBACKs
+		// must not overtake these.
+		if len(acks) > 0 && !q.failed {
+			if err := writeRaw(cl, acks); err != nil {
+				q.failed = true
+			}
+		}
+		q.mu.Unlock()
+		if pressed && !q.failed {
+			b.claimButton(c)
+		}
+	}
+}
+
+// takeDue removes the finished messages at the head of q and returns the
+// PUBACKs they are owed and whether one was a claim button press. q.mu is
+// held.
+func (b *Broker) takeDue(cl *mqtt.Client, c *conn, q *ackQueue) (acks []byte, pressed bool) {
 	for len(q.pending) > 0 && q.pending[0].done {
 		head := q.pending[0]
 		q.pending = q.pending[1:]
@@ -85,15 +125,29 @@ func (b *Broker) complete(cl *mqtt.Client, c *conn, p *pendingAck, err error) {
 			b.disconnect(cl)
 		default:
 			if head.ack {
-				ack := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: head.packetID}
-				if err := cl.WritePacket(ack); err != nil {
-					q.failed = true
-					continue
-				}
+				acks = appendPuback(acks, head.packetID)
 			}
-			if head.button {
-				b.claimButton(c)
-			}
+			pressed = pressed || head.button
 		}
 	}
+	return acks, pressed
+}
+
+// appendPuback appends a PUBACK for packetID: the same four bytes in MQTT
+// 3.1.1 and 5 (MQTT 5 leaves out a success reason code without properties).
+func appendPuback(b []byte, packetID uint16) []byte {
+	return append(b, packets.Puback<<4, 2, byte(packetID>>8), byte(packetID))
+}
+
+// writeRaw writes encoded packets to the client's connection under the
+// client's lock, as mochi's Client.WritePacket does, so that they never
+// interleave with a packet mochi writes.
+func writeRaw(cl *mqtt.Client, b []byte) error {
+	if cl.Closed() {
+		return mqtt.ErrConnectionClosed
+	}
+	cl.Lock()
+	defer cl.Unlock()
+	_, err := cl.Net.Conn.Write(b)
+	return err
 }

@@ -130,7 +130,10 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	db, err := store.Open(path, store.Options{Linger: opts.Linger, OnCommit: opts.OnCommit})
+	// Telemetry is written far more than it is opened: commits skip the
+	// free list, and a batch may hold a few thousand messages.
+	db, err := store.Open(path, store.Options{Linger: opts.Linger, OnCommit: opts.OnCommit,
+		MaxBatch: 4096, NoFreelistSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("open telemetry store: %w", err)
 	}
@@ -224,6 +227,8 @@ func (s *Store) Append(ctx context.Context, m Message) error {
 			return err
 		}
 		created = fresh // set on every run: fn may run again
+		// The log only ever grows at its end: full pages, half the splits.
+		log.FillPercent = 1.0
 		seq, err := log.NextSequence()
 		if err != nil {
 			return err

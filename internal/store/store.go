@@ -50,6 +50,11 @@ type Options struct {
 	// updates in the batch and how long the commit took. It must be quick:
 	// nothing commits while it runs.
 	OnCommit func(updates int, took time.Duration)
+	// NoFreelistSync leaves bbolt's free page list out of every commit; it
+	// is rebuilt by a scan of the file when the file is opened. It makes
+	// commits of a write-heavy file cheaper at the price of a slower open;
+	// durability is the same.
+	NoFreelistSync bool
 }
 
 // DB is a bbolt database with a single committer goroutine.
@@ -113,6 +118,7 @@ func Open(path string, opts Options) (*DB, error) {
 		// Mapping 256 MiB up front spares the remaps (which stall readers
 		// and the committer) while the file grows to that size.
 		InitialMmapSize: 256 << 20,
+		NoFreelistSync:  opts.NoFreelistSync,
 	})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
