@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -97,9 +98,11 @@ func LoadAvg() string {
 func RunQuiet(ctx context.Context, logPath string, env []string, bin string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	var stdout, both bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&stdout, &both)
-	cmd.Stderr = &both
+	var stdout bytes.Buffer
+	both := &lockedBuffer{}
+	// Two goroutines copy stdout and stderr into both at once.
+	cmd.Stdout = io.MultiWriter(&stdout, both)
+	cmd.Stderr = both
 	err := cmd.Run()
 	if werr := os.WriteFile(logPath, both.Bytes(), 0o600); werr != nil && err == nil {
 		return nil, werr
@@ -109,6 +112,22 @@ func RunQuiet(ctx context.Context, logPath string, env []string, bin string, arg
 	}
 	return stdout.Bytes(), nil
 }
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) Bytes() []byte { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Bytes() }
+
+func (l *lockedBuffer) String() string { return string(l.Bytes()) }
 
 // BuildGwpki builds ./cmd/gwpki of the module at root into dir.
 func BuildGwpki(ctx context.Context, root, dir string) (string, error) {
