@@ -124,6 +124,28 @@ func TestGatewayOnline(t *testing.T) {
 		t.Fatal("no cmd/claimed within 10 s of the claim")
 	}
 
+	// Its telemetry is its organisation's: another organisation's operator
+	// is told there is no such device.
+	for _, u := range []string{
+		`{"username":"olga","org":"acme","role":"operator","password":"olga password"}`,
+		`{"username":"oscar","org":"globex","role":"operator","password":"oscar password"}`,
+	} {
+		if code, body := ts.apiPost(t, admin, "/v1/users", u); code != 201 {
+			t.Fatalf("create user = %d %s", code, body)
+		}
+	}
+	ts.apiGetJSON(t, ts.loginAs(t, "olga", "olga password"), "/v1/devices/GW-M1/telemetry?limit=1", &page)
+	if len(page.Messages) != 1 {
+		t.Errorf("the owning organisation's operator read %d messages; want 1", len(page.Messages))
+	}
+	req, _ := http.NewRequest(http.MethodGet, ts.ready.APIURL+"/v1/devices/GW-M1/telemetry", nil)
+	req.Header.Set("Authorization", "Bearer "+ts.loginAs(t, "oscar", "oscar password"))
+	if resp, err := ts.client.Do(req); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("another organisation's operator: %v %v; want 404", resp.Status, err)
+	} else {
+		resp.Body.Close()
+	}
+
 	// The birth certificate does not open the broker.
 	if _, err := ts.mqttClient(t, url, "GW-M2", loadPair(t, filepath.Join(out, "GW-M2")), nil); err == nil {
 		t.Error("the broker took a birth certificate")
