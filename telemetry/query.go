@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,46 @@ type Page struct {
 type position struct {
 	nanos int64
 	seq   uint64
+}
+
+// before orders positions as the index keys do: by time, then sequence.
+func (p position) before(q position) bool {
+	return p.nanos < q.nanos || p.nanos == q.nanos && p.seq < q.seq
+}
+
+// tailEntry is a record of the gateway past the index's watermark.
+type tailEntry struct {
+	pos    position
+	seqKey []byte
+}
+
+// tailPositions returns the gateway's records past the partition's index
+// watermark with a time in [from, until) and, with after, after it, in index
+// order. There are at most IndexInterval's worth of records to look at.
+func tailPositions(part, log *bolt.Bucket, gateway string, from, until int64, after *position) ([]tailEntry, error) {
+	var out []tailEntry
+	err := unindexed(part, log, func(seqKey, record []byte) error {
+		gw, nanos, err := recordIndexFields(record)
+		if err != nil {
+			return err
+		}
+		pos := position{nanos: nanos, seq: binary.BigEndian.Uint64(seqKey)}
+		if gw != gateway || nanos < from || nanos >= until || after != nil && !after.before(pos) {
+			return nil
+		}
+		out = append(out, tailEntry{pos: pos, seqKey: seqKey})
+		return nil
+	})
+	slices.SortFunc(out, func(a, b tailEntry) int {
+		switch {
+		case a.pos.before(b.pos):
+			return -1
+		case b.pos.before(a.pos):
+			return 1
+		}
+		return 0
+	})
+	return out, err
 }
 
 const cursorVersion = 1
@@ -144,17 +185,44 @@ func (s *Store) Query(ctx context.Context, q Query) (Page, error) {
 			if log == nil || idx == nil {
 				return fmt.Errorf("%w: partition %x lacks its log or index", ErrCorrupt, pk)
 			}
+			tail, err := tailPositions(part, log, q.Gateway, from, until, after)
+			if err != nil {
+				return err
+			}
+			// The index and the records past its watermark, merged in
+			// (time, sequence) order.
 			c := idx.Cursor()
-			for k, _ := c.Seek(seek); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-				if len(k) != len(prefix)+16 {
+			k, _ := c.Seek(seek)
+			for {
+				var pos position
+				var seqKey []byte
+				inIdx := k != nil && bytes.HasPrefix(k, prefix)
+				if inIdx && len(k) != len(prefix)+16 {
 					return fmt.Errorf("%w: bad index key in partition %x", ErrCorrupt, pk)
 				}
-				if skip != nil && bytes.Equal(k, skip) {
+				if inIdx && skip != nil && bytes.Equal(k, skip) {
+					k, _ = c.Next()
 					continue
 				}
-				pos := position{
-					nanos: int64(binary.BigEndian.Uint64(k[len(prefix):])),
-					seq:   binary.BigEndian.Uint64(k[len(prefix)+8:]),
+				var ipos position
+				if inIdx {
+					ipos = position{
+						nanos: int64(binary.BigEndian.Uint64(k[len(prefix):])),
+						seq:   binary.BigEndian.Uint64(k[len(prefix)+8:]),
+					}
+				}
+				switch {
+				case inIdx && (len(tail) == 0 || ipos.before(tail[0].pos)):
+					pos, seqKey = ipos, k[len(prefix)+8:]
+					k, _ = c.Next()
+				case len(tail) > 0:
+					pos, seqKey = tail[0].pos, tail[0].seqKey
+					tail = tail[1:]
+				default:
+					seqKey = nil
+				}
+				if seqKey == nil {
+					break
 				}
 				if pos.nanos >= until {
 					return nil
@@ -164,7 +232,7 @@ func (s *Store) Query(ctx context.Context, q Query) (Page, error) {
 						return err
 					}
 				}
-				v := log.Get(k[len(prefix)+8:])
+				v := log.Get(seqKey)
 				if v == nil {
 					return fmt.Errorf("%w: index entry without a record in partition %x", ErrCorrupt, pk)
 				}
@@ -221,6 +289,35 @@ func (s *Store) Latest(ctx context.Context, gateway, topicPrefix string) (Record
 			if log == nil || idx == nil {
 				return fmt.Errorf("%w: partition %x lacks its log or index", ErrCorrupt, pk)
 			}
+			// The newest match past the index's watermark, if any, then
+			// the newest indexed one: the later of the two wins.
+			var tailBest position
+			var tailRec Message
+			tailFound := false
+			err := unindexed(part, log, func(seqKey, record []byte) error {
+				gw, nanos, err := recordIndexFields(record)
+				if err != nil || gw != gateway {
+					return err
+				}
+				pos := position{nanos: nanos, seq: binary.BigEndian.Uint64(seqKey)}
+				if tailFound && !tailBest.before(pos) {
+					return nil
+				}
+				m, err := decodeRecord(record)
+				if err != nil {
+					return err
+				}
+				if strings.HasPrefix(m.Topic, topicPrefix) {
+					tailBest, tailRec, tailFound = pos, m, true
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if tailFound {
+				rec, found = newRecord(tailRec), true
+			}
 			c := idx.Cursor()
 			k, _ := c.Seek(end)
 			if k == nil {
@@ -246,9 +343,15 @@ func (s *Store) Latest(ctx context.Context, gateway, topicPrefix string) (Record
 					return err
 				}
 				if strings.HasPrefix(m.Topic, topicPrefix) {
-					rec, found = newRecord(m), true
+					pos := position{nanos: m.Time.UnixNano(), seq: binary.BigEndian.Uint64(k[len(prefix)+8:])}
+					if !tailFound || tailBest.before(pos) {
+						rec, found = newRecord(m), true
+					}
 					return nil
 				}
+			}
+			if found {
+				return nil
 			}
 		}
 		return nil

@@ -123,6 +123,27 @@ func encodeRecord(m Message) []byte {
 	return append(b, m.Payload...)
 }
 
+// recordIndexFields reads the gateway and the receive time of a record
+// without copying its payload.
+func recordIndexFields(b []byte) (gateway string, nanos int64, err error) {
+	if len(b) == 0 || b[0] != recordVersion {
+		return "", 0, fmt.Errorf("%w: unknown format", ErrCorrupt)
+	}
+	gw, b, ok := readString(b[1:], MaxGateway)
+	if !ok {
+		return "", 0, fmt.Errorf("%w: bad gateway field", ErrCorrupt)
+	}
+	_, b, ok = readString(b, MaxTopic)
+	if !ok || len(b) < 8 {
+		return "", 0, fmt.Errorf("%w: bad topic or time field", ErrCorrupt)
+	}
+	n := binary.BigEndian.Uint64(b)
+	if n > uint64(maxTime.UnixNano()) {
+		return "", 0, fmt.Errorf("%w: time out of range", ErrCorrupt)
+	}
+	return gw, int64(n), nil
+}
+
 // decodeRecord parses what encodeRecord wrote. The payload is copied, so
 // the result outlives the transaction b came from.
 func decodeRecord(b []byte) (Message, error) {

@@ -17,7 +17,10 @@
 //   - "idx": the per-gateway index; key = gateway, 0x00, 8-byte big-endian
 //     unix nanoseconds, 8-byte big-endian sequence; empty value. A query
 //     seeks to gateway+0x00+since in each partition that overlaps its window
-//     and reads forward in time order.
+//     and reads forward in time order. It is written behind the log, every
+//     IndexInterval, up to the partition's watermark ("indexed": the last
+//     log sequence indexed); a query reads the log records past the
+//     watermark too (index.go).
 //
 // # Durability
 //
@@ -92,6 +95,10 @@ type Options struct {
 	// OnCommit, if set, is called after every durable commit with the number
 	// of updates it held and how long it took (see [store.Options.OnCommit]).
 	OnCommit func(n int, d time.Duration)
+	// IndexInterval is how often the per-gateway index catches up with the
+	// log (default 200ms; see index.go). Queries see every stored message
+	// whatever it is.
+	IndexInterval time.Duration
 }
 
 // Store is the telemetry store. It is safe for concurrent use. See the
@@ -103,6 +110,10 @@ type Store struct {
 
 	mu         sync.RWMutex
 	partitions []int64 // starts (unix seconds) of existing partitions, sorted
+
+	stopIndex chan struct{} // closed by Close: the index loop ends
+	indexDone chan struct{}
+	closeOnce sync.Once
 }
 
 // Open opens the telemetry file at path, creating it with mode 0600 if
@@ -130,6 +141,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.IndexInterval <= 0 {
+		opts.IndexInterval = DefaultIndexInterval
+	}
 	// Telemetry is written far more than it is opened: commits skip the
 	// free list, and a batch may hold a few thousand messages.
 	db, err := store.Open(path, store.Options{Linger: opts.Linger, OnCommit: opts.OnCommit,
@@ -137,11 +151,12 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open telemetry store: %w", err)
 	}
-	s := &Store{db: db, opts: opts}
+	s := &Store{db: db, opts: opts, stopIndex: make(chan struct{}), indexDone: make(chan struct{})}
 	if err := s.load(explicitSpan); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open telemetry store %s: %w", path, err)
 	}
+	go s.indexLoop()
 	return s, nil
 }
 
@@ -187,7 +202,18 @@ func (s *Store) load(explicitSpan bool) error {
 }
 
 // Close waits for pending appends to commit and closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stopIndex)
+		<-s.indexDone
+		// Not needed for correctness (queries read the log past the
+		// watermark), but a cleanly closed file starts fully indexed.
+		if err := s.index(context.Background()); err != nil {
+			s.opts.Logger.Warn("index telemetry at close", "err", err)
+		}
+	})
+	return s.db.Close()
+}
 
 // Append stores m and returns once it is durable. It implements [Sink].
 // A zero m.Time is replaced by the clock's now; the time is stored in UTC.
@@ -215,14 +241,10 @@ func (s *Store) Append(ctx context.Context, m Message) error {
 	start := s.partitionStart(nanos)
 	pkey := partitionKey(start)
 	value := encodeRecord(m)
-	idxKey := make([]byte, 0, len(m.Gateway)+17)
-	idxKey = append(idxKey, m.Gateway...)
-	idxKey = append(idxKey, 0)
-	idxKey = binary.BigEndian.AppendUint64(idxKey, uint64(nanos))
 
 	var created bool
 	err := s.db.Update(ctx, func(tx *bolt.Tx) error {
-		log, idx, fresh, err := partitionBuckets(tx, pkey)
+		log, _, fresh, err := partitionBuckets(tx, pkey)
 		if err != nil {
 			return err
 		}
@@ -233,12 +255,8 @@ func (s *Store) Append(ctx context.Context, m Message) error {
 		if err != nil {
 			return err
 		}
-		seqKey := binary.BigEndian.AppendUint64(nil, seq)
-		if err := log.Put(seqKey, value); err != nil {
-			return err
-		}
-		// A fresh slice on each run: fn may run again in a new transaction.
-		return idx.Put(append(idxKey[:len(idxKey):len(idxKey)], seqKey...), nil)
+		// The index follows within IndexInterval (index.go).
+		return log.Put(binary.BigEndian.AppendUint64(nil, seq), value)
 	})
 	if err != nil {
 		return fmt.Errorf("append telemetry: %w", err)
@@ -264,6 +282,9 @@ func partitionBuckets(tx *bolt.Tx, pkey []byte) (log, idx *bolt.Bucket, created 
 			return nil, nil, false, err
 		}
 		if _, err = p.CreateBucket(idxBucket); err != nil {
+			return nil, nil, false, err
+		}
+		if err = p.Put(indexedKey, make([]byte, 8)); err != nil {
 			return nil, nil, false, err
 		}
 		created = true
