@@ -31,9 +31,12 @@ type result struct {
 	// PUBACK.
 	Durability string `json:"durability"`
 
-	Connect connectResult  `json:"connect"`
-	Memory  memoryResult   `json:"memory"`
-	Publish publishSummary `json:"publish"`
+	Connect connectResult `json:"connect"`
+	Memory  memoryResult  `json:"memory"`
+	// QoSConnected is how many gateways were connected during the QoS 1
+	// phases.
+	QoSConnected int            `json:"qos_connected"`
+	Publish      publishSummary `json:"publish"`
 	// Paced is the QoS 1 phase paced at -rate messages/s.
 	Paced    *publishSummary `json:"paced,omitempty"`
 	Verified []verified      `json:"verified,omitempty"`
@@ -224,6 +227,7 @@ func (r *report) print(w io.Writer) {
 		return fmt.Sprintf("%.0f / %.0f / %.0f MB", x.Memory.IdleMB, x.Memory.ConnectedMB, x.Memory.PeakMB)
 	}, ratio("rss_connected"))
 	row("  per connected gateway", func(x *result) string { return fmt.Sprintf("%.1f KB", x.Memory.PerGatewayKB) }, "")
+	row("QoS 1: gateways connected", func(x *result) string { return fmt.Sprintf("%d", x.QoSConnected) }, "")
 	row("QoS 1 unpaced: publishers x window", func(x *result) string {
 		return fmt.Sprintf("%d x %d", x.Publish.Publishers, x.Publish.Window)
 	}, "")

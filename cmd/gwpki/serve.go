@@ -48,6 +48,10 @@ func newServeCommand() *cobra.Command {
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(400)
 			}
+			if path := os.Getenv("GWPKI_MEMPROFILE"); path != "" {
+				// Every allocation since start, written at shutdown.
+				defer writeHeapProfile(path)
+			}
 			if path := os.Getenv("GWPKI_CPUPROFILE"); path != "" {
 				stop, err := startCPUProfile(path)
 				if err != nil {
@@ -90,4 +94,15 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// writeHeapProfile writes the allocation profile to path, for
+// `go tool pprof -sample_index=alloc_space`.
+func writeHeapProfile(path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = pprof.Lookup("allocs").WriteTo(f, 0)
 }
