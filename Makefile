@@ -23,7 +23,7 @@ build: ## build bin/gwpki
 run: build ## run the server on its embedded default (data in ./gwpki-data)
 	bin/gwpki serve --dir $(DATA_DIR)
 
-test: ## install missing test tools (step, openssl, softhsm2, mosquitto clients), then run all tests
+test: ## install missing test tools (step, openssl, softhsm2, mosquitto clients, curl), then run all tests
 	@scripts/install-test-deps.sh
 	go test -race -timeout 14m ./...
 
