@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -98,6 +99,17 @@ type Device struct {
 	ClaimedBy string    `json:"claimed_by,omitempty"`
 	// LabelUsed: the label code of the current generation is spent.
 	LabelUsed bool `json:"label_used,omitempty"`
+
+	// Online, LastSeen and CertNotAfter are read-only fleet fields, set
+	// only in the answers of GET /v1/devices and GET
+	// /v1/devices/{serial}/detail when the server wired their sources
+	// ([FleetSources]); they are never stored. Online: the gateway has a
+	// live MQTT session (absent means offline). LastSeen: when its newest
+	// stored message arrived (absent: none). CertNotAfter: the expiry of
+	// its newest unrevoked operational certificate (absent: none).
+	Online       bool      `json:"online,omitempty"`
+	LastSeen     time.Time `json:"last_seen,omitzero"`
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 }
 
 // CertInfo is what the server has verified about the birth certificate
@@ -146,18 +158,32 @@ const (
 	DefaultDeviceLimit = 100
 	// MaxDeviceLimit is the largest page [Registry.Devices] returns.
 	MaxDeviceLimit = 1000
-	// MaxDeviceScan is how many devices one [Registry.Devices] call
-	// examines at most: a filtered page that matches little stops there,
-	// with fewer devices than asked for and a [DevicePage.Next].
+	// MaxDeviceScan bounds the work of one page read from the store
+	// itself. [Registry.Devices] answers from its in-memory snapshot of
+	// the registry, which it scans without a bound (a pass over 100,000
+	// devices takes milliseconds), so its pages are full whenever enough
+	// devices match.
 	MaxDeviceScan = 10000
 )
 
-// DeviceQuery selects a page of devices, sorted by serial (byte order). The
-// zero value is the first [DefaultDeviceLimit] devices.
+// DeviceQuery selects a page of devices, sorted by serial (byte order)
+// unless Sort says otherwise. The zero value is the first
+// [DefaultDeviceLimit] devices.
 type DeviceQuery struct {
-	// After returns devices whose serial sorts after it; "" starts at the
-	// first.
+	// After continues after the last device of a previous page: pass its
+	// [DevicePage.Next], with the same Sort and Desc. Sorted by serial,
+	// any serial works (devices whose serial sorts after it, or before it
+	// with Desc); "" starts at the first.
 	After string
+	// Sort is the sort key: [SortSerial] (the default, also for ""),
+	// [SortModel], [SortState], [SortOrg] or [SortRegistered]. Devices
+	// with equal keys are in serial order.
+	Sort string
+	// Desc reverses the order (the serial tie-break too).
+	Desc bool
+	// Search, when not empty, keeps only the devices whose serial or model
+	// contains it, ignoring case.
+	Search string
 	// Limit is the most devices to return: 0 means [DefaultDeviceLimit],
 	// at most [MaxDeviceLimit].
 	Limit int
@@ -169,16 +195,20 @@ type DeviceQuery struct {
 // DevicePage is one page of devices.
 type DevicePage struct {
 	Devices []Device `json:"devices"`
-	// Next, when not empty, is the After of the next page: there may be
-	// more devices. Empty means there are none.
+	// Next, when not empty, is the After of the next page: more devices
+	// match. Empty means there are none. Sorted by serial it is the last
+	// serial of the page; otherwise an opaque cursor, starting with "~".
 	Next string `json:"next,omitempty"`
 }
 
 // Bounds on registrations and queries.
 const (
-	maxSerialLen   = 64
-	maxModelLen    = 64 // characters
-	maxFilterLen   = 256
+	maxSerialLen = 64
+	maxModelLen  = 64 // characters
+	maxFilterLen = 256
+	// maxCursorLen bounds After: an opaque cursor holds a model or an
+	// organisation and a serial, base64-encoded.
+	maxCursorLen   = 1024
 	minClaimKeyLen = 32
 )
 
@@ -188,11 +218,13 @@ const (
 // claim credentials from the server's claim key and stores none of them.
 // It is safe for concurrent use.
 type Registry struct {
-	store deviceStore
+	store *indexedStore
 	key   []byte
 	audit *audit.Log
 	now   func() time.Time
 	log   *slog.Logger
+	// fleet supplies the read-only fleet fields; see [Registry.SetFleetSources].
+	fleet FleetSources
 }
 
 // NewRegistry returns the registry kept in db, creating its bucket if
@@ -219,7 +251,11 @@ func newRegistry(st deviceStore, key []byte, auditLog *audit.Log, opts ...Option
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Registry{store: st, key: slices.Clone(key), audit: auditLog, now: o.clock, log: o.logger}, nil
+	ist, err := newIndexedStore(context.Background(), st, o.logger)
+	if err != nil {
+		return nil, fmt.Errorf("open device registry: %w", err)
+	}
+	return &Registry{store: ist, key: slices.Clone(key), audit: auditLog, now: o.clock, log: o.logger}, nil
 }
 
 // credentials derives the claim credentials of serial in generation.
@@ -405,38 +441,54 @@ func (r *Registry) Device(ctx context.Context, serial string) (Device, error) {
 	return rec.device(), nil
 }
 
-// Devices returns a page of registered gateways sorted by serial. It
-// returns an error wrapping [ErrInvalidDeviceQuery] for a Limit below 0 or
-// above [MaxDeviceLimit], an unknown State or a filter longer than 256
-// bytes. It examines at most [MaxDeviceScan] devices.
+// Devices returns a page of registered gateways in q's order. It answers
+// from the registry's in-memory snapshot, which every write through this
+// registry updates before returning, so a page reflects every write that
+// has returned. It returns an error wrapping [ErrInvalidDeviceQuery] for a
+// Limit below 0 or above [MaxDeviceLimit], an unknown State or Sort, a
+// filter longer than 256 bytes, or an After that is not a Next of this
+// Sort and Desc. The fleet fields (Online...) are not set: the HTTP API
+// adds them to the devices of a page.
 func (r *Registry) Devices(ctx context.Context, q DeviceQuery) (DevicePage, error) {
 	if err := q.validate(); err != nil {
+		return DevicePage{}, fmt.Errorf("list devices: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
 		return DevicePage{}, fmt.Errorf("list devices: %w", err)
 	}
 	if q.Limit == 0 {
 		q.Limit = DefaultDeviceLimit
 	}
-	recs, next, err := r.store.devices(ctx, q, MaxDeviceScan)
+	sort := sortIndex(q.Sort)
+	pos, err := decodeDeviceCursor(q.After, sort, q.Desc)
 	if err != nil {
-		return DevicePage{}, fmt.Errorf("list devices: %w", err)
+		return DevicePage{}, fmt.Errorf("list devices: %w: %w", ErrInvalidDeviceQuery, err)
 	}
-	page := DevicePage{Devices: make([]Device, len(recs)), Next: next}
-	for i, rec := range recs {
-		page.Devices[i] = rec.device()
-	}
-	return page, nil
+	return r.store.idx.page(q, sort, pos), nil
 }
 
 func (q DeviceQuery) validate() error {
 	switch {
 	case q.Limit < 0 || q.Limit > MaxDeviceLimit:
 		return fmt.Errorf("%w: limit %d: want 1 to %d", ErrInvalidDeviceQuery, q.Limit, MaxDeviceLimit)
-	case len(q.After) > maxFilterLen || len(q.Model) > maxFilterLen || len(q.State) > maxFilterLen || len(q.Org) > maxFilterLen:
+	case len(q.After) > afterLimit(q.After) || len(q.Model) > maxFilterLen || len(q.State) > maxFilterLen || len(q.Org) > maxFilterLen ||
+		len(q.Search) > maxFilterLen:
 		return fmt.Errorf("%w: a parameter longer than %d bytes", ErrInvalidDeviceQuery, maxFilterLen)
 	case q.State != "" && !validState(q.State):
 		return fmt.Errorf("%w: unknown state %q", ErrInvalidDeviceQuery, q.State)
+	case sortIndex(q.Sort) < 0:
+		return fmt.Errorf("%w: unknown sort %q", ErrInvalidDeviceQuery, q.Sort)
 	}
 	return nil
+}
+
+// afterLimit is the longest After may be: a serial (the old form) is
+// bounded like a filter, an opaque cursor a little more.
+func afterLimit(after string) int {
+	if strings.HasPrefix(after, cursorPrefix) {
+		return maxCursorLen
+	}
+	return maxFilterLen
 }
 
 func validState(s string) bool { return slices.Contains(deviceStates, s) }

@@ -59,8 +59,9 @@ type Registration struct {
 // Routes mounts the registry's API on router:
 //
 //	POST /v1/devices            (station)  RegisterBody -> 201 Registration (200 when registered already)
-//	GET  /v1/devices?after=&limit=&state=&model=&org=   (operator) a DevicePage
+//	GET  /v1/devices?after=&limit=&sort=&order=&q=&state=&model=&org=   (operator) a DevicePage
 //	GET  /v1/devices/{serial}   (operator) a Device
+//	GET  /v1/devices/{serial}/detail?metric=   (operator) a DeviceDetail
 //
 // Operators see only their organisation's gateways (an unclaimed gateway
 // is nobody's); admins see all and may filter by org. Another
@@ -80,6 +81,7 @@ func (r *Registry) Routes(router chi.Router, stationAuth StationAuth, verify Cer
 	})
 	router.With(operator).Get("/v1/devices", r.handleList)
 	router.With(operator).Get("/v1/devices/{serial}", r.handleGet)
+	router.With(operator).Get("/v1/devices/{serial}/detail", r.handleDetail)
 }
 
 func (r *Registry) handleRegister(w http.ResponseWriter, req *http.Request, stationAuth StationAuth, verify CertVerifier, bootstrapURL string) {
@@ -225,6 +227,7 @@ func (r *Registry) handleList(w http.ResponseWriter, req *http.Request) {
 		httpapi.WriteError(w, req, err)
 		return
 	}
+	r.addFleetFields(req.Context(), page.Devices)
 	httpapi.WriteJSON(w, http.StatusOK, page)
 }
 
@@ -286,9 +289,9 @@ func (r *Registry) Visible(ctx context.Context, user User, serial string) (bool,
 }
 
 // deviceQueryParams are the parameters of GET /v1/devices.
-var deviceQueryParams = []string{"after", "limit", "state", "model", "org"}
+var deviceQueryParams = []string{"after", "limit", "sort", "order", "q", "state", "model", "org"}
 
-const deviceQueryHint = "use after, limit, state, model and org, each at most once"
+const deviceQueryHint = "use after, limit, sort, order, q, state, model and org, each at most once"
 
 // Encode returns q as the query string of GET /v1/devices, without the
 // "?"; zero fields are left out.
@@ -299,6 +302,15 @@ func (q DeviceQuery) Encode() string {
 	}
 	if q.Limit != 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	if q.Sort != "" {
+		v.Set("sort", q.Sort)
+	}
+	if q.Desc {
+		v.Set("order", "desc")
+	}
+	if q.Search != "" {
+		v.Set("q", q.Search)
 	}
 	if q.State != "" {
 		v.Set("state", q.State)
@@ -343,7 +355,12 @@ func parseDeviceQuery(raw string) (DeviceQuery, error) {
 		q.Limit = n
 	}
 	q.After, q.State, q.Model, q.Org = v.Get("after"), v.Get("state"), v.Get("model"), v.Get("org")
-	for _, f := range []struct{ name, s string }{{"after", q.After}, {"state", q.State}, {"model", q.Model}, {"org", q.Org}} {
+	q.Sort, q.Search = v.Get("sort"), v.Get("q")
+	if n := afterLimit(q.After); len(q.After) > n {
+		return q, httpapi.Errorf(http.StatusBadRequest, "after longer than %d bytes", n).
+			WithHint("pass the next of the previous page unchanged")
+	}
+	for _, f := range []struct{ name, s string }{{"state", q.State}, {"model", q.Model}, {"org", q.Org}, {"q", q.Search}} {
 		if len(f.s) > maxFilterLen {
 			return q, httpapi.Errorf(http.StatusBadRequest, "%s longer than %d bytes", f.name, maxFilterLen).
 				WithHint("serials and models are at most 64 characters")
@@ -352,6 +369,22 @@ func parseDeviceQuery(raw string) (DeviceQuery, error) {
 	if q.State != "" && !validState(q.State) {
 		return q, httpapi.Errorf(http.StatusBadRequest, "unknown state %q", clip(q.State, 32)).
 			WithHint("use one of: " + strings.Join(deviceStates, ", "))
+	}
+	if sortIndex(q.Sort) < 0 {
+		return q, httpapi.Errorf(http.StatusBadRequest, "unknown sort %q", clip(q.Sort, 32)).
+			WithHint("use one of: " + strings.Join(deviceSorts, ", "))
+	}
+	switch v.Get("order") {
+	case "", "asc":
+	case "desc":
+		q.Desc = true
+	default:
+		return q, httpapi.Errorf(http.StatusBadRequest, "unknown order %q", clip(v.Get("order"), 32)).
+			WithHint("use asc or desc")
+	}
+	if _, err := decodeDeviceCursor(q.After, sortIndex(q.Sort), q.Desc); err != nil {
+		return q, &httpapi.Error{Status: http.StatusBadRequest, Msg: "invalid after", Err: err,
+			Hint: "pass the next of the previous page, with the same sort and order"}
 	}
 	return q, nil
 }

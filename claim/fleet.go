@@ -1,0 +1,333 @@
+package claim
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Sort keys of [DeviceQuery.Sort].
+const (
+	SortSerial     = "serial"
+	SortModel      = "model"
+	SortState      = "state"
+	SortOrg        = "org"
+	SortRegistered = "registered"
+)
+
+// deviceSorts are the sort keys, in the order of fleetIndex.orders.
+var deviceSorts = []string{SortSerial, SortModel, SortState, SortOrg, SortRegistered}
+
+// sortIndex returns the position of sort in deviceSorts ("" is serial), or
+// -1 for an unknown key.
+func sortIndex(sort string) int {
+	if sort == "" {
+		return 0
+	}
+	return slices.Index(deviceSorts, sort)
+}
+
+// fleetEntry is one device in the in-memory snapshot. Entries are never
+// changed once in the index: an update replaces the entry.
+type fleetEntry struct {
+	rec deviceRecord
+	// serialLower and modelLower are what [DeviceQuery.Search] matches.
+	serialLower, modelLower string
+}
+
+func newFleetEntry(rec deviceRecord) *fleetEntry {
+	return &fleetEntry{rec: rec, serialLower: strings.ToLower(rec.Serial), modelLower: strings.ToLower(rec.Model)}
+}
+
+// compareFleet orders entries by the sort key at index sort, then by serial
+// (unique), so every order is total and a cursor names one position.
+func compareFleet(sort int, a, b *fleetEntry) int {
+	var c int
+	switch sort {
+	case 1:
+		c = strings.Compare(a.rec.Model, b.rec.Model)
+	case 2:
+		c = strings.Compare(a.rec.State, b.rec.State)
+	case 3:
+		c = strings.Compare(a.rec.Org, b.rec.Org)
+	case 4:
+		c = a.rec.RegisteredAt.Compare(b.rec.RegisteredAt)
+	}
+	if c != 0 {
+		return c
+	}
+	return strings.Compare(a.rec.Serial, b.rec.Serial)
+}
+
+// fleetIndex is the registry's in-memory snapshot of every device, kept
+// sorted by each sort key, so that a sorted, filtered page of GET
+// /v1/devices is a scan of memory rather than of the store. The store
+// stays the truth: the index is built from it when the registry opens and
+// refreshed from it after every write ([indexedStore]).
+type fleetIndex struct {
+	mu       sync.RWMutex
+	bySerial map[string]*fleetEntry
+	// orders holds every entry once per sort key, ascending.
+	orders [5][]*fleetEntry
+}
+
+// build replaces the index's content with recs.
+func (x *fleetIndex) build(recs []deviceRecord) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.bySerial = make(map[string]*fleetEntry, len(recs))
+	all := make([]*fleetEntry, 0, len(recs))
+	for _, rec := range recs {
+		e := newFleetEntry(rec)
+		x.bySerial[rec.Serial] = e
+		all = append(all, e)
+	}
+	for i := range x.orders {
+		o := slices.Clone(all)
+		slices.SortFunc(o, func(a, b *fleetEntry) int { return compareFleet(i, a, b) })
+		x.orders[i] = o
+	}
+}
+
+// put adds rec to the index, or replaces the entry of its serial.
+func (x *fleetIndex) put(rec deviceRecord) {
+	e := newFleetEntry(rec)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old := x.bySerial[rec.Serial]
+	x.bySerial[rec.Serial] = e
+	for i, o := range x.orders {
+		if old != nil {
+			if j, found := slices.BinarySearchFunc(o, old, func(a, b *fleetEntry) int { return compareFleet(i, a, b) }); found {
+				o = slices.Delete(o, j, j+1)
+			}
+		}
+		j, _ := slices.BinarySearchFunc(o, e, func(a, b *fleetEntry) int { return compareFleet(i, a, b) })
+		x.orders[i] = slices.Insert(o, j, e)
+	}
+}
+
+// remove drops serial from the index (the store never deletes a device
+// today; kept so that the index follows the store whatever it does).
+func (x *fleetIndex) remove(serial string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old := x.bySerial[serial]
+	if old == nil {
+		return
+	}
+	delete(x.bySerial, serial)
+	for i, o := range x.orders {
+		if j, found := slices.BinarySearchFunc(o, old, func(a, b *fleetEntry) int { return compareFleet(i, a, b) }); found {
+			x.orders[i] = slices.Delete(o, j, j+1)
+		}
+	}
+}
+
+// page answers q, which is validated, with its Limit set and its cursor
+// decoded into pos (nil for the first page). It scans memory without a
+// bound: a filter that matches little costs a pass over the slice, which
+// for 100,000 devices is a few milliseconds.
+func (x *fleetIndex) page(q DeviceQuery, sort int, pos *fleetEntry) DevicePage {
+	var search string
+	if q.Search != "" {
+		search = strings.ToLower(q.Search)
+	}
+	match := func(e *fleetEntry) bool {
+		r := &e.rec
+		return (q.State == "" || r.State == q.State) && (q.Model == "" || r.Model == q.Model) &&
+			(q.Org == "" || r.Org == q.Org) &&
+			(search == "" || strings.Contains(e.serialLower, search) || strings.Contains(e.modelLower, search))
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	o := x.orders[sort]
+	page := DevicePage{Devices: make([]Device, 0, min(q.Limit, 128))}
+	var last *fleetEntry
+	visit := func(e *fleetEntry) bool {
+		if !match(e) {
+			return true
+		}
+		if len(page.Devices) == q.Limit {
+			// Another match follows a full page.
+			page.Next = encodeDeviceCursor(q, sort, last)
+			return false
+		}
+		page.Devices = append(page.Devices, e.rec.device())
+		last = e
+		return true
+	}
+	cmpPos := func(a, b *fleetEntry) int { return compareFleet(sort, a, b) }
+	if !q.Desc {
+		start := 0
+		if pos != nil {
+			// The first entry after pos.
+			j, found := slices.BinarySearchFunc(o, pos, cmpPos)
+			if found {
+				j++
+			}
+			start = j
+		}
+		for _, e := range o[start:] {
+			if !visit(e) {
+				break
+			}
+		}
+		return page
+	}
+	end := len(o)
+	if pos != nil {
+		// Entries before pos, walked backwards.
+		end, _ = slices.BinarySearchFunc(o, pos, cmpPos)
+	}
+	for i := end - 1; i >= 0; i-- {
+		if !visit(o[i]) {
+			break
+		}
+	}
+	return page
+}
+
+// cursorPrefix starts every opaque cursor; no serial starts with it, so a
+// plain serial is told apart.
+const cursorPrefix = "~"
+
+// deviceCursor is the content of an opaque cursor: the sort and order it
+// belongs to and the last device of the page (its sort key and serial).
+type deviceCursor struct {
+	Sort   string `json:"s"`
+	Desc   bool   `json:"d,omitempty"`
+	Key    string `json:"k"`
+	Serial string `json:"n"`
+}
+
+// encodeDeviceCursor returns the DevicePage.Next after e. Sorted by serial,
+// that is the serial itself, as before sorting existed; otherwise an opaque
+// cursor.
+func encodeDeviceCursor(q DeviceQuery, sort int, e *fleetEntry) string {
+	if sort == 0 {
+		return e.rec.Serial
+	}
+	c := deviceCursor{Sort: deviceSorts[sort], Desc: q.Desc, Serial: e.rec.Serial}
+	switch sort {
+	case 1:
+		c.Key = e.rec.Model
+	case 2:
+		c.Key = e.rec.State
+	case 3:
+		c.Key = e.rec.Org
+	case 4:
+		c.Key = strconv.FormatInt(e.rec.RegisteredAt.UnixNano(), 10)
+	}
+	b, _ := json.Marshal(c)
+	return cursorPrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// errBadCursor is wrapped by [decodeDeviceCursor]'s errors.
+var errBadCursor = errors.New("after is not a next of a previous page with this sort and order")
+
+// decodeDeviceCursor turns after into the position to continue from: a
+// plain serial (sorted by serial only) or an opaque cursor of the same sort
+// and order.
+func decodeDeviceCursor(after string, sort int, desc bool) (*fleetEntry, error) {
+	if after == "" {
+		return nil, nil
+	}
+	if !strings.HasPrefix(after, cursorPrefix) {
+		if sort != 0 {
+			return nil, errBadCursor
+		}
+		return &fleetEntry{rec: deviceRecord{Serial: after}}, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(after[len(cursorPrefix):])
+	var c deviceCursor
+	if err != nil || json.Unmarshal(b, &c) != nil || c.Sort != deviceSorts[sort] || c.Desc != desc {
+		return nil, errBadCursor
+	}
+	e := &fleetEntry{rec: deviceRecord{Serial: c.Serial}}
+	switch sort {
+	case 1:
+		e.rec.Model = c.Key
+	case 2:
+		e.rec.State = c.Key
+	case 3:
+		e.rec.Org = c.Key
+	case 4:
+		n, err := strconv.ParseInt(c.Key, 10, 64)
+		if err != nil {
+			return nil, errBadCursor
+		}
+		e.rec.RegisteredAt = time.Unix(0, n).UTC()
+	}
+	return e, nil
+}
+
+// indexedStore keeps a fleetIndex in step with the deviceStore it wraps:
+// after every write it reads the written device back from the store and
+// puts that in the index, before the write returns to its caller. Reads
+// back are serialised, and each sees the store's latest commit, so the
+// index ends at the store's state even when writes of one serial race.
+type indexedStore struct {
+	deviceStore
+	idx *fleetIndex
+	log *slog.Logger
+	// refresh serialises the read-back-and-put of writes.
+	refresh sync.Mutex
+}
+
+// newIndexedStore builds the index from every device in st.
+func newIndexedStore(ctx context.Context, st deviceStore, log *slog.Logger) (*indexedStore, error) {
+	var recs []deviceRecord
+	q := DeviceQuery{Limit: MaxDeviceLimit}
+	for {
+		page, next, err := st.devices(ctx, q, MaxDeviceLimit)
+		if err != nil {
+			return nil, fmt.Errorf("load devices: %w", err)
+		}
+		recs = append(recs, page...)
+		if next == "" {
+			break
+		}
+		q.After = next
+	}
+	s := &indexedStore{deviceStore: st, idx: &fleetIndex{}, log: log}
+	s.idx.build(recs)
+	return s, nil
+}
+
+func (s *indexedStore) update(ctx context.Context, serial string, decide func(*deviceRecord) (deviceRecord, bool, error)) (deviceRecord, error) {
+	var wrote bool
+	rec, err := s.deviceStore.update(ctx, serial, func(old *deviceRecord) (deviceRecord, bool, error) {
+		r, write, derr := decide(old)
+		wrote = write && derr == nil
+		return r, write, derr
+	})
+	if !wrote {
+		return rec, err
+	}
+	// Also after an error: the write may have committed (a context that
+	// ended while waiting for the commit), and the store says.
+	s.refresh.Lock()
+	defer s.refresh.Unlock()
+	cur, rerr := s.deviceStore.device(context.WithoutCancel(ctx), serial)
+	switch {
+	case rerr == nil:
+		s.idx.put(cur)
+	case errors.Is(rerr, ErrDeviceNotFound):
+		s.idx.remove(serial)
+	case err == nil:
+		s.log.Warn("device index: read back failed, using the written record", "serial", serial, "err", rerr)
+		s.idx.put(rec)
+	default:
+		s.log.Error("device index: read back failed after a failed write", "serial", serial, "err", rerr)
+	}
+	return rec, err
+}
