@@ -47,6 +47,7 @@ func newRootCommand() *cobra.Command {
 		newUnclaimCommand(),
 		newUnlockCommand(),
 		newTelemetryCommand(),
+		newTUICommand(),
 	)
 	return root
 }
