@@ -3,6 +3,16 @@ package tui
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"math/big"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +36,9 @@ import (
 	"github.com/gwpki/gwpki/tui/pages/login"
 )
 
+// quiet drops the services' logs.
+var quiet = slog.New(slog.DiscardHandler)
+
 // apiEnv is the accounts, registry and claim service of gwpki serve on an
 // in-process TLS server.
 type apiEnv struct {
@@ -42,24 +55,24 @@ func newAPIEnv(t *testing.T) *apiEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	auditLog, err := audit.New(db)
+	auditLog, err := audit.New(db, audit.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := claim.NewRegistry(db, bytes.Repeat([]byte{7}, 32), auditLog)
+	reg, err := claim.NewRegistry(db, bytes.Repeat([]byte{7}, 32), auditLog, claim.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
-	accounts, err := claim.NewAccounts(db)
+	accounts, err := claim.NewAccounts(db, claim.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
-	attempts, err := claim.NewAttempts(db, claim.Limits{})
+	attempts, err := claim.NewAttempts(db, claim.Limits{}, claim.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
 	revoke := func(context.Context, string, string, string) ([]string, error) { return nil, nil }
-	claims, err := claim.NewClaims(reg, attempts, auditLog, revoke)
+	claims, err := claim.NewClaims(reg, attempts, auditLog, revoke, claim.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +82,9 @@ func newAPIEnv(t *testing.T) *apiEnv {
 		return "", httpapi.Errorf(http.StatusUnauthorized, "no gateway client certificate")
 	}
 	claims.Routes(r, accounts.RequireRole(claim.RoleInstaller, claim.RoleOperator), accounts.RequireRole(claim.RoleOperator), noGateway)
-	srv := httptest.NewTLSServer(r)
+	srv := httptest.NewUnstartedServer(r)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes of TestTUILoginErrors
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	for _, u := range []claim.NewUser{
 		{Username: "ines", Org: "acme", Role: claim.RoleInstaller, Password: "ines password"},
@@ -214,4 +229,132 @@ func otherCheck(c byte) string {
 		return "1"
 	}
 	return "0"
+}
+
+// run feeds msg to m and then the messages of the commands it returns,
+// depth first, as the program would (skipping blink and quit).
+func run(m Model, msg tea.Msg) Model {
+	next, cmd := m.Update(msg)
+	m = next.(Model)
+	for _, c := range flatten(cmd) {
+		out := c()
+		switch out.(type) {
+		case nil, tea.QuitMsg:
+			continue
+		}
+		if fmt.Sprintf("%T", out) == "textinput.blinkMsg" || fmt.Sprintf("%T", out) == "cursor.BlinkMsg" || fmt.Sprintf("%T", out) == "cursor.initialBlinkMsg" {
+			continue
+		}
+		m = run(m, out)
+	}
+	return m
+}
+
+func flatten(cmd tea.Cmd) []tea.Cmd {
+	if cmd == nil {
+		return nil
+	}
+	return []tea.Cmd{cmd}
+}
+
+func typeInto(m Model, s string) Model {
+	for _, r := range s {
+		next, _ := m.Update(tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune{r}})
+		m = next.(Model)
+	}
+	return m
+}
+
+// TestTUILoginErrors: an unreachable server and a server whose certificate
+// does not chain to the root each give one clear line.
+func TestTUILoginErrors(t *testing.T) {
+	env := newAPIEnv(t)
+	other := httptest.NewTLSServer(http.NotFoundHandler())
+	closed := other.URL
+	other.Close()
+	// httptest servers share one certificate: make a root that differs.
+	otherRoot := testRootOtherThan(t)
+	for _, tc := range []struct {
+		name, server string
+		root         []byte
+		want         string
+	}{
+		{"unreachable", closed, env.rootPEM, "log in: connection refused: is gwpki serve running there?"},
+		{"other root", env.srv.URL, otherRoot, "log in: the server's certificate is not signed by this root; check the root CA path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := New(Options{Login: login.Defaults{Server: tc.server, RootPEM: tc.root, Username: "ines"}})
+			m = typeInto(m, "ines password")
+			m = run(m, keyMsg(tea.KeyEnter))
+			if got := m.Login().Err(); got != tc.want {
+				t.Errorf("error = %q; want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// testRootOtherThan returns a self-signed CA certificate that is not the
+// test server's.
+func testRootOtherThan(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+// TestTUIResize: the screen fills the window it is given, the help bar on
+// its last line, at 80x24 and after a resize.
+func TestTUIResize(t *testing.T) {
+	env := newAPIEnv(t)
+	m := New(Options{Client: env.login(t, "ines")})
+	for _, size := range []tea.WindowSizeMsg{{Width: 80, Height: 24}, {Width: 120, Height: 40}, {Width: 60, Height: 16}} {
+		next, _ := m.Update(size)
+		m = next.(Model)
+		for _, page := range []common.Page{common.PageHome, common.PageClaim} {
+			next, _ = m.Update(common.GoMsg{Page: page})
+			m = next.(Model)
+			lines := strings.Split(ansi.Strip(m.View()), "\n")
+			if len(lines) != size.Height {
+				t.Errorf("%dx%d page %d: %d lines", size.Width, size.Height, page, len(lines))
+			}
+			for i, l := range lines {
+				if w := ansi.StringWidth(l); w > size.Width {
+					t.Errorf("%dx%d page %d: line %d is %d wide: %q", size.Width, size.Height, page, i, w, l)
+				}
+			}
+			if !strings.Contains(lines[len(lines)-1], " • ") {
+				t.Errorf("%dx%d page %d: last line %q; want the help bar", size.Width, size.Height, page, lines[len(lines)-1])
+			}
+		}
+	}
+}
+
+// TestTUIHomeByRole: the menu lists only the screens a role may use and
+// that exist.
+func TestTUIHomeByRole(t *testing.T) {
+	env := newAPIEnv(t)
+	for _, user := range []string{"ines", "otto"} {
+		m := New(Options{Client: env.login(t, user)})
+		view := ansi.Strip(m.View())
+		if !strings.Contains(view, "Claim a gateway") || strings.Contains(view, "Fleet") {
+			t.Errorf("%s: home menu:\n%s", user, view)
+		}
+		m = run(m, keyMsg(tea.KeyEnter))
+		if m.Page() != common.PageClaim {
+			t.Errorf("%s: enter on the menu opened page %d; want claim", user, m.Page())
+		}
+		m = run(m, keyMsg(tea.KeyEsc))
+		if m.Page() != common.PageHome {
+			t.Errorf("%s: esc on the claim page gave page %d; want home", user, m.Page())
+		}
+	}
 }
