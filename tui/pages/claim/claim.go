@@ -127,6 +127,9 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 			return m, m.setFocus(1 - m.focus)
 		}
 	}
+	if _, ok := msg.(tea.KeyMsg); ok {
+		m.err = "" // a form error is about what was there before
+	}
 	var cmd tea.Cmd
 	if m.focus == fieldSerial {
 		m.serial, cmd = m.serial.Update(msg)
@@ -313,7 +316,7 @@ func (m Model) View() string {
 	default:
 		line = s.Error.Render("✗ " + st.Message)
 	}
-	b.WriteString(strings.Repeat(" ", 13) + lipgloss.NewStyle().Width(max(10, width-13)).Render(line) + "\n\n")
+	b.WriteString(lipgloss.NewStyle().PaddingLeft(13).Width(width).Render(line) + "\n\n")
 	switch {
 	case m.busy:
 		b.WriteString(s.Subtle.Render("claiming…"))
