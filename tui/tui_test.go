@@ -358,3 +358,19 @@ func TestTUIHomeByRole(t *testing.T) {
 		}
 	}
 }
+
+// TestTUIClaimTypoScreen: the claim form with a typo in the code, as it is
+// shown before anything is sent.
+func TestTUIClaimTypoScreen(t *testing.T) {
+	env := newAPIEnv(t)
+	m := New(Options{Client: env.login(t, "ines")})
+	next, _ := m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+	m = next.(Model)
+	m = run(m, keyMsg(tea.KeyEnter))
+	m = typeInto(m, "GW-000042")
+	next, _ = m.Update(keyMsg(tea.KeyTab))
+	m = next.(Model)
+	code := claim.FormatDisplay([]byte{1, 2, 3, 4, 5})
+	m = typeInto(m, strings.ToLower(strings.ReplaceAll(code[:len(code)-1]+otherCheck(code[len(code)-1]), "-", "")))
+	golden.RequireEqual(t, env.screen(m.View()))
+}
