@@ -36,11 +36,15 @@ func sortIndex(sort string) int {
 }
 
 // fleetEntry is one device in the in-memory snapshot. Entries are never
-// changed once in the index: an update replaces the entry.
+// changed once in the index, except for stale: an update replaces the
+// entry and marks the old one stale.
 type fleetEntry struct {
 	rec deviceRecord
 	// serialLower and modelLower are what [DeviceQuery.Search] matches.
 	serialLower, modelLower string
+	// stale is set, under the index's write lock, once the entry is
+	// replaced or removed; the sorted orders drop it when next merged.
+	stale bool
 }
 
 func newFleetEntry(rec deviceRecord) *fleetEntry {
@@ -72,11 +76,22 @@ func compareFleet(sort int, a, b *fleetEntry) int {
 // /v1/devices is a scan of memory rather than of the store. The store
 // stays the truth: the index is built from it when the registry opens and
 // refreshed from it after every write ([indexedStore]).
+//
+// A write costs a map update: the changed entries wait in pending, and the
+// next page merges them into the sorted orders (one linear pass per order,
+// about a millisecond for 100,000 devices), so a burst of registrations
+// does not pay for keeping five sorted slices in order one insert at a
+// time.
 type fleetIndex struct {
 	mu       sync.RWMutex
 	bySerial map[string]*fleetEntry
-	// orders holds every entry once per sort key, ascending.
+	// orders holds every current entry once per sort key, ascending, as of
+	// the last merge; stale entries may remain until the next.
 	orders [5][]*fleetEntry
+	// pending are the changes since the last merge, in order; dirty says
+	// a merge is due.
+	pending []fleetChange
+	dirty   bool
 }
 
 // build replaces the index's content with recs.
@@ -95,7 +110,17 @@ func (x *fleetIndex) build(recs []deviceRecord) {
 		slices.SortFunc(o, func(a, b *fleetEntry) int { return compareFleet(i, a, b) })
 		x.orders[i] = o
 	}
+	x.pending, x.dirty = nil, false
 }
+
+// fleetChange is one put or removal waiting for the next merge: old (nil
+// for a new device) leaves the orders, new (nil for a removal) joins them.
+type fleetChange struct{ old, new *fleetEntry }
+
+// incrementalMerge is the most pending changes merged one by one, with a
+// binary search and a move of the slice's tail per order each; more are
+// merged in one linear pass per order.
+const incrementalMerge = 64
 
 // put adds rec to the index, or replaces the entry of its serial.
 func (x *fleetIndex) put(rec deviceRecord) {
@@ -103,16 +128,12 @@ func (x *fleetIndex) put(rec deviceRecord) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	old := x.bySerial[rec.Serial]
-	x.bySerial[rec.Serial] = e
-	for i, o := range x.orders {
-		if old != nil {
-			if j, found := slices.BinarySearchFunc(o, old, func(a, b *fleetEntry) int { return compareFleet(i, a, b) }); found {
-				o = slices.Delete(o, j, j+1)
-			}
-		}
-		j, _ := slices.BinarySearchFunc(o, e, func(a, b *fleetEntry) int { return compareFleet(i, a, b) })
-		x.orders[i] = slices.Insert(o, j, e)
+	if old != nil {
+		old.stale = true
 	}
+	x.bySerial[rec.Serial] = e
+	x.pending = append(x.pending, fleetChange{old: old, new: e})
+	x.dirty = true
 }
 
 // remove drops serial from the index (the store never deletes a device
@@ -120,15 +141,60 @@ func (x *fleetIndex) put(rec deviceRecord) {
 func (x *fleetIndex) remove(serial string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	old := x.bySerial[serial]
-	if old == nil {
+	if old := x.bySerial[serial]; old != nil {
+		old.stale = true
+		delete(x.bySerial, serial)
+		x.pending = append(x.pending, fleetChange{old: old})
+		x.dirty = true
+	}
+}
+
+// merge brings the sorted orders up to date: it drops stale entries and
+// merges the pending ones in. The caller holds the write lock.
+func (x *fleetIndex) merge() {
+	defer func() { x.pending, x.dirty = nil, false }()
+	if len(x.pending) <= incrementalMerge {
+		for i, o := range x.orders {
+			cmpFleet := func(a, b *fleetEntry) int { return compareFleet(i, a, b) }
+			for _, c := range x.pending {
+				// An old entry that never reached the orders (replaced
+				// twice between merges) is not found; a new one that
+				// was replaced since is not added.
+				if c.old != nil {
+					if j, found := slices.BinarySearchFunc(o, c.old, cmpFleet); found && o[j] == c.old {
+						o = slices.Delete(o, j, j+1)
+					}
+				}
+				if c.new != nil && !c.new.stale {
+					j, _ := slices.BinarySearchFunc(o, c.new, cmpFleet)
+					o = slices.Insert(o, j, c.new)
+				}
+			}
+			x.orders[i] = o
+		}
 		return
 	}
-	delete(x.bySerial, serial)
-	for i, o := range x.orders {
-		if j, found := slices.BinarySearchFunc(o, old, func(a, b *fleetEntry) int { return compareFleet(i, a, b) }); found {
-			x.orders[i] = slices.Delete(o, j, j+1)
+	fresh := make([]*fleetEntry, 0, len(x.pending))
+	for _, c := range x.pending {
+		if c.new != nil && !c.new.stale {
+			fresh = append(fresh, c.new)
 		}
+	}
+	for i, o := range x.orders {
+		slices.SortFunc(fresh, func(a, b *fleetEntry) int { return compareFleet(i, a, b) })
+		out := make([]*fleetEntry, 0, len(x.bySerial))
+		j := 0
+		for _, e := range o {
+			if e.stale {
+				continue
+			}
+			for j < len(fresh) && compareFleet(i, fresh[j], e) < 0 {
+				out = append(out, fresh[j])
+				j++
+			}
+			out = append(out, e)
+		}
+		x.orders[i] = append(out, fresh[j:]...)
 	}
 }
 
@@ -148,7 +214,18 @@ func (x *fleetIndex) page(q DeviceQuery, sort int, pos *fleetEntry) DevicePage {
 			(search == "" || strings.Contains(e.serialLower, search) || strings.Contains(e.modelLower, search))
 	}
 	x.mu.RLock()
-	defer x.mu.RUnlock()
+	if x.dirty {
+		// Writes since the last page: merge them, and answer under the
+		// write lock rather than let another write slip in between.
+		x.mu.RUnlock()
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		if x.dirty {
+			x.merge()
+		}
+	} else {
+		defer x.mu.RUnlock()
+	}
 	o := x.orders[sort]
 	page := DevicePage{Devices: make([]Device, 0, min(q.Limit, 128))}
 	var last *fleetEntry

@@ -165,11 +165,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer telemetryStore.Close()
 	go telemetryStore.Run(ctx)
-	mqttBroker, err := newBroker(pick(opts.MQTTAddr, cfg.MQTTAddr), auth, tlsConfig, telemetryStore, claims, registry, log)
+	seen := newLastSeen(telemetryStore)
+	mqttBroker, err := newBroker(pick(opts.MQTTAddr, cfg.MQTTAddr), auth, tlsConfig, seen, claims, registry, log)
 	if err != nil {
 		return fmt.Errorf("listen for MQTT: %w", err)
 	}
 	defer mqttBroker.Close()
+	registry.SetFleetSources(fleetSources(auth, mqttBroker, telemetryStore, seen, time.Now))
 	mqttURL := "mqtts://" + hostPort(cfg.Hostnames[0], mqttBroker.Addr())
 	pool, err := mqttPool(cfg, mqttURL)
 	if err != nil {
