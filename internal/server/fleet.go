@@ -148,9 +148,24 @@ func deviceCertificates(recs []ca.CertRecord, now time.Time) []claim.DeviceCerti
 		out = append(out, c)
 	}
 	slices.SortStableFunc(out, func(a, b claim.DeviceCertificate) int {
-		return cmp.Or(b.NotBefore.Compare(a.NotBefore), b.NotAfter.Compare(a.NotAfter))
+		// Issued in the same second (NotBefore is backdated and
+		// truncated): a birth certificate comes first in a gateway's
+		// life, so last here.
+		birth := func(c claim.DeviceCertificate) bool { return c.Kind == claim.CertKindBirth }
+		return cmp.Or(b.NotBefore.Compare(a.NotBefore), compareBool(birth(a), birth(b)), b.NotAfter.Compare(a.NotAfter))
 	})
 	return out
+}
+
+// compareBool orders false before true.
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }
 
 // Bounds on the telemetry read for one detail page: the series looks back
