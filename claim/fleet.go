@@ -122,6 +122,12 @@ type fleetChange struct{ old, new *fleetEntry }
 // merged in one linear pass per order.
 const incrementalMerge = 64
 
+// eagerMerge is how many pending changes a write lets pile up before it
+// merges them itself: a bulk registration pays for its merges a batch at a
+// time (a few milliseconds per batch), and the page after it finds at most
+// this many to merge, rather than the whole batch.
+const eagerMerge = 4096
+
 // put adds rec to the index, or replaces the entry of its serial.
 func (x *fleetIndex) put(rec deviceRecord) {
 	e := newFleetEntry(rec)
@@ -134,6 +140,9 @@ func (x *fleetIndex) put(rec deviceRecord) {
 	x.bySerial[rec.Serial] = e
 	x.pending = append(x.pending, fleetChange{old: old, new: e})
 	x.dirty = true
+	if len(x.pending) >= eagerMerge {
+		x.merge()
+	}
 }
 
 // remove drops serial from the index (the store never deletes a device
@@ -146,6 +155,9 @@ func (x *fleetIndex) remove(serial string) {
 		delete(x.bySerial, serial)
 		x.pending = append(x.pending, fleetChange{old: old})
 		x.dirty = true
+		if len(x.pending) >= eagerMerge {
+			x.merge()
+		}
 	}
 }
 
