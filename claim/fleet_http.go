@@ -106,8 +106,9 @@ const (
 	// DefaultMetric is the field of the series when ?metric= is absent.
 	DefaultMetric = "flow_m3h"
 	// historyScanPages bounds the audit pages (each examines at most
-	// audit.MaxScan entries) read for one detail's history.
-	historyScanPages = 5
+	// audit.MaxScan entries) read for one detail's history: the log has
+	// no index by target, and 20,000 entries take about 85 ms to decode.
+	historyScanPages = 2
 )
 
 // historyActions are the audit actions of a device's claim history.
