@@ -3,6 +3,7 @@ package claim
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -22,7 +23,17 @@ import (
 // a claim or unclaim would, through the registry's indexed store.
 func setOwner(t testing.TB, reg *Registry, serial, org string) {
 	t.Helper()
+	if err := trySetOwner(reg, serial, org); err != nil {
+		t.Fatalf("set owner of %s: %v", serial, err)
+	}
+}
+
+// trySetOwner is setOwner returning ErrDeviceNotFound for an unknown serial.
+func trySetOwner(reg *Registry, serial, org string) error {
 	_, err := reg.store.update(context.Background(), serial, func(old *deviceRecord) (deviceRecord, bool, error) {
+		if old == nil {
+			return deviceRecord{}, false, ErrDeviceNotFound
+		}
 		rec := *old
 		rec.Org, rec.State = org, StateUnclaimed
 		if org != "" {
@@ -30,9 +41,7 @@ func setOwner(t testing.TB, reg *Registry, serial, org string) {
 		}
 		return rec, true, nil
 	})
-	if err != nil {
-		t.Fatalf("set owner of %s: %v", serial, err)
-	}
+	return err
 }
 
 // fleetFixture registers 60 gateways of three models, a minute apart, and
@@ -516,4 +525,96 @@ func BenchmarkFleetPage(b *testing.B) {
 			}
 		}
 	})
+}
+
+// FuzzDeviceCursor feeds decodeDeviceCursor what a client could send as
+// after: no panic, and a cursor it accepts encodes back to itself.
+func FuzzDeviceCursor(f *testing.F) {
+	rec := deviceRecord{Serial: "GW-000042", Model: "Pump \"3\" ✓", State: StateClaimed, Org: "acme",
+		RegisteredAt: time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)}
+	for sort := range deviceSorts {
+		for _, desc := range []bool{false, true} {
+			f.Add(encodeDeviceCursor(DeviceQuery{Desc: desc}, sort, newFleetEntry(rec)), sort, desc)
+		}
+	}
+	f.Add("GW-1", 0, false)
+	f.Add("~", 1, false)
+	f.Add("~e30", 4, true)
+	f.Add("~eyJzIjoicmVnaXN0ZXJlZCIsImsiOiJ4IiwibiI6IkEifQ", 4, false)
+	f.Fuzz(func(t *testing.T, after string, sort int, desc bool) {
+		if sort < 0 || sort >= len(deviceSorts) {
+			return
+		}
+		pos, err := decodeDeviceCursor(after, sort, desc)
+		if err != nil || pos == nil || sort == 0 {
+			return
+		}
+		again := encodeDeviceCursor(DeviceQuery{Desc: desc}, sort, pos)
+		pos2, err := decodeDeviceCursor(again, sort, desc)
+		if err != nil || compareFleet(sort, pos, pos2) != 0 {
+			t.Errorf("cursor %q decodes to %+v; encoded again %q, which decodes to %+v, %v", after, pos.rec, again, pos2, err)
+		}
+	})
+}
+
+// TestFleetIndexConcurrent races registrations, claims and pages, then
+// compares the index with the store (run with -race).
+func TestFleetIndexConcurrent(t *testing.T) {
+	env := newRegEnv(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				serial := fmt.Sprintf("GW-%d-%03d", w, i)
+				if _, _, _, err := env.reg.Register(ctx, regReq(serial, []string{"a", "b", "c"}[i%3], "line1", w*1000+i)); err != nil {
+					t.Error(err)
+					return
+				}
+				if i%2 == 0 {
+					// Perhaps not registered yet.
+					if err := trySetOwner(env.reg, fmt.Sprintf("GW-%d-%03d", (w+1)%8, i/2), "acme"); err != nil && !errors.Is(err, ErrDeviceNotFound) {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				q := DeviceQuery{Limit: 7, Sort: deviceSorts[i%len(deviceSorts)], Desc: i%2 == 0}
+				if _, err := env.reg.Devices(ctx, q); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	recs, _, err := env.reg.store.deviceStore.devices(ctx, DeviceQuery{Limit: MaxDeviceLimit}, MaxDeviceLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sort := range deviceSorts {
+		page, err := env.reg.Devices(ctx, DeviceQuery{Limit: MaxDeviceLimit, Sort: sort})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]Device, len(recs))
+		for i, r := range recs {
+			want[i] = r.device()
+		}
+		slices.SortFunc(want, func(a, b Device) int {
+			return compareFleet(sortIndex(sort), newFleetEntry(deviceRecord{Serial: a.Serial, Model: a.Model, State: a.State, Org: a.Org, RegisteredAt: a.RegisteredAt}),
+				newFleetEntry(deviceRecord{Serial: b.Serial, Model: b.Model, State: b.State, Org: b.Org, RegisteredAt: b.RegisteredAt}))
+		})
+		if diff := cmp.Diff(want, page.Devices); diff != "" {
+			t.Errorf("sorted by %s, the index differs from the store (-store +index):\n%s", sort, diff)
+		}
+	}
 }
