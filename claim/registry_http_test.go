@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
@@ -336,6 +337,8 @@ func TestHTTPDevices(t *testing.T) {
 func TestDeviceQueryEncodeRoundTrip(t *testing.T) {
 	for _, q := range []DeviceQuery{
 		{}, {Limit: 5}, {After: "GW-1", Limit: 1000, State: StateUnclaimed, Model: "Pump & Co/3 é"},
+		{Sort: SortModel, Desc: true, Search: "pump & co", Org: "acme"}, {Sort: SortSerial, Desc: true, After: "GW-9"},
+		{Sort: SortRegistered, After: encodeDeviceCursor(DeviceQuery{}, 4, newFleetEntry(deviceRecord{Serial: "GW-1", RegisteredAt: time.Unix(5, 6)}))},
 	} {
 		got, err := parseDeviceQuery(q.Encode())
 		if err != nil || got != q {
@@ -411,7 +414,8 @@ func FuzzRegisterHTTP(f *testing.F) {
 // FuzzDeviceQuery: parseDeviceQuery never panics, refuses with a 400, and
 // what it accepts encodes back to an equal query.
 func FuzzDeviceQuery(f *testing.F) {
-	for _, s := range []string{"", "limit=5", "after=GW-1&model=a%20b&state=unclaimed", "limit=0", "x=1", "model=a&model=b", "%zz", "state=lost"} {
+	for _, s := range []string{"", "limit=5", "after=GW-1&model=a%20b&state=unclaimed", "limit=0", "x=1", "model=a&model=b", "%zz", "state=lost",
+		"sort=model&order=desc&q=Pump", "sort=org&after=~e30", "order=sideways", "sort=registered&after=GW-1"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
