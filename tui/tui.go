@@ -11,10 +11,12 @@ import (
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/lipgloss"
+	"github.com/charmbracelet/x/ansi"
 
 	"github.com/gwpki/gwpki/internal/apiclient"
 	"github.com/gwpki/gwpki/tui/common"
 	"github.com/gwpki/gwpki/tui/pages/claim"
+	"github.com/gwpki/gwpki/tui/pages/fleet"
 	"github.com/gwpki/gwpki/tui/pages/home"
 	"github.com/gwpki/gwpki/tui/pages/login"
 )
@@ -40,6 +42,7 @@ type Model struct {
 	login    login.Model
 	home     home.Model
 	claim    claim.Model
+	fleet    fleet.Model
 	help     help.Model
 }
 
@@ -64,6 +67,7 @@ func (m *Model) loggedIn(c *apiclient.Client) {
 	m.page = common.PageHome
 	m.home = home.New(m.pageCommon())
 	m.claim = claim.New(m.pageCommon())
+	m.fleet = fleet.New(m.pageCommon())
 }
 
 // pageCommon is the Common of a page: the height without the title and
@@ -81,6 +85,7 @@ func (m Model) Page() common.Page { return m.page }
 func (m Model) Login() login.Model { return m.login }
 func (m Model) Home() home.Model   { return m.home }
 func (m Model) Claim() claim.Model { return m.claim }
+func (m Model) Fleet() fleet.Model { return m.fleet }
 
 // Init implements tea.Model.
 func (m Model) Init() tea.Cmd {
@@ -101,6 +106,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		if m.common.Client != nil {
 			m.home.SetSize(pc.Width, pc.Height)
 			m.claim.SetSize(pc.Width, pc.Height)
+			m.fleet.SetSize(pc.Width, pc.Height)
 		}
 		return m, nil
 	case tea.KeyMsg:
@@ -122,8 +128,15 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.login.Init()
 	case common.GoMsg:
 		m.page = msg.Page
-		if msg.Page == common.PageClaim {
+		switch msg.Page {
+		case common.PageClaim:
 			return m, m.claim.Init()
+		case common.PageFleet:
+			m.fleet = fleet.New(m.pageCommon())
+			return m, m.fleet.Init()
+		case common.PageDetail: // not yet: stay on the fleet
+			m.page = common.PageFleet
+			return m, m.fleet.Resume()
 		}
 		return m, nil
 	}
@@ -135,6 +148,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.home, cmd = m.home.Update(msg)
 	case common.PageClaim:
 		m.claim, cmd = m.claim.Update(msg)
+	case common.PageFleet:
+		m.fleet, cmd = m.fleet.Update(msg)
 	}
 	return m, cmd
 }
@@ -150,10 +165,14 @@ func (m Model) View() string {
 		body, keys = m.home.View(), m.home.ShortHelp()
 	case common.PageClaim:
 		body, keys = m.claim.View(), m.claim.ShortHelp()
+	case common.PageFleet:
+		body, keys = m.fleet.View(), m.fleet.ShortHelp()
 	}
 	pc := m.pageCommon()
 	body = lipgloss.NewStyle().MaxWidth(pc.Width).MaxHeight(pc.Height + 1).Render(body)
 	lines := strings.Count(body, "\n") + 1
 	pad := max(0, m.common.Height-1-lines)
-	return body + strings.Repeat("\n", pad+1) + m.help.ShortHelpView(keys)
+	// help cuts with an ellipsis only when the ellipsis fits; cut again.
+	bar := ansi.Truncate(m.help.ShortHelpView(keys), m.common.Width, "…")
+	return body + strings.Repeat("\n", pad+1) + bar
 }

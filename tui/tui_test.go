@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -45,6 +46,9 @@ type apiEnv struct {
 	srv     *httptest.Server
 	rootPEM []byte
 	reg     *claim.Registry
+	claims  *claim.Claims
+	audit   *audit.Log
+	fleet   *fakeFleet
 }
 
 func newAPIEnv(t *testing.T) *apiEnv {
@@ -81,7 +85,22 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	noGateway := func(*http.Request) (string, error) {
 		return "", httpapi.Errorf(http.StatusUnauthorized, "no gateway client certificate")
 	}
-	claims.Routes(r, accounts.RequireRole(claim.RoleInstaller, claim.RoleOperator), accounts.RequireRole(claim.RoleOperator), noGateway)
+	operator := accounts.RequireRole(claim.RoleOperator)
+	claims.Routes(r, accounts.RequireRole(claim.RoleInstaller, claim.RoleOperator), operator, noGateway)
+	fleet := newFakeFleet()
+	reg.SetFleetSources(fleet.sources())
+	noStation := func(*http.Request) (string, error) {
+		return "", httpapi.Errorf(http.StatusUnauthorized, "no station token")
+	}
+	noCert := func(context.Context, []byte) (claim.CertInfo, error) {
+		return claim.CertInfo{}, errors.New("no CA here")
+	}
+	reg.Routes(r, noStation, noCert, operator, "https://gw.example/v1/bootstrap")
+	auditLog.Routes(r, func(r *http.Request) (string, bool) {
+		u, ok := claim.UserFromContext(r.Context())
+		return u.Org, ok && u.Role == claim.RoleAdmin
+	}, operator)
+	r.With(operator, reg.Owned).Post("/v1/devices/{serial}/revoke", fleet.handleRevoke)
 	srv := httptest.NewUnstartedServer(r)
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes of TestTUILoginErrors
 	srv.StartTLS()
@@ -94,7 +113,7 @@ func newAPIEnv(t *testing.T) *apiEnv {
 			t.Fatal(err)
 		}
 	}
-	return &apiEnv{srv: srv, reg: reg,
+	return &apiEnv{srv: srv, reg: reg, claims: claims, audit: auditLog, fleet: fleet,
 		rootPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})}
 }
 
@@ -342,11 +361,15 @@ func TestTUIResize(t *testing.T) {
 // that exist.
 func TestTUIHomeByRole(t *testing.T) {
 	env := newAPIEnv(t)
-	for _, user := range []string{"ines", "otto"} {
+	for _, tc := range []struct {
+		user  string
+		fleet bool
+	}{{"ines", false}, {"otto", true}} {
+		user := tc.user
 		m := New(Options{Client: env.login(t, user)})
 		view := ansi.Strip(m.View())
-		if !strings.Contains(view, "Claim a gateway") || strings.Contains(view, "Fleet") {
-			t.Errorf("%s: home menu:\n%s", user, view)
+		if !strings.Contains(view, "Claim a gateway") || strings.Contains(view, "Fleet") != tc.fleet {
+			t.Errorf("%s: home menu (fleet %v):\n%s", user, tc.fleet, view)
 		}
 		m = run(m, keyMsg(tea.KeyEnter))
 		if m.Page() != common.PageClaim {

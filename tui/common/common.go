@@ -40,10 +40,22 @@ const (
 	PageLogin Page = iota
 	PageHome
 	PageClaim
+	PageFleet
+	PageDetail
+	PageAudit
 )
 
-// GoMsg asks the root model to show a page.
-type GoMsg struct{ Page Page }
+// GoMsg asks the root model to show a page; Serial names the gateway of
+// PageDetail.
+type GoMsg struct {
+	Page   Page
+	Serial string
+}
 
 // Go returns a command that sends GoMsg{p}.
 func Go(p Page) tea.Cmd { return func() tea.Msg { return GoMsg{Page: p} } }
+
+// GoDetail returns a command that opens the detail page of serial.
+func GoDetail(serial string) tea.Cmd {
+	return func() tea.Msg { return GoMsg{Page: PageDetail, Serial: serial} }
+}

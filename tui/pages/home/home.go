@@ -21,12 +21,21 @@ type Item struct {
 	Page        common.Page
 }
 
+var (
+	itemClaim = Item{Title: "Claim a gateway", Desc: "serial and the code it shows, or its label's QR payload", Page: common.PageClaim}
+	itemFleet = Item{Title: "Fleet", Desc: "the gateways, their state and certificates; revoke, unclaim, unlock", Page: common.PageFleet}
+)
+
 // ItemsFor returns the screens role may use. Only screens that exist are
-// listed: the operator's fleet, detail and audit screens come later.
+// listed.
 func ItemsFor(role string) []Item {
 	switch role {
-	case "installer", "operator":
-		return []Item{{Title: "Claim a gateway", Desc: "serial and the code it shows, or its label's QR payload", Page: common.PageClaim}}
+	case "installer":
+		return []Item{itemClaim}
+	case "operator":
+		return []Item{itemClaim, itemFleet}
+	case "admin":
+		return []Item{itemFleet}
 	}
 	return nil
 }

@@ -1,0 +1,209 @@
+package tui
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
+	"github.com/charmbracelet/x/exp/golden"
+	"github.com/go-chi/chi/v5"
+
+	"github.com/gwpki/gwpki/ca"
+	"github.com/gwpki/gwpki/claim"
+	"github.com/gwpki/gwpki/internal/httpapi"
+	"github.com/gwpki/gwpki/tui/common"
+)
+
+// fleetNow is the clock of the fleet tests: the fake sources' times are
+// relative to it, so the goldens do not change with the day.
+var fleetNow = time.Date(2026, 5, 2, 8, 0, 0, 0, time.UTC)
+
+// fakeFleet stands in for the broker, telemetry store and CA behind the
+// fleet columns and the detail page; its revoke route marks the gateway's
+// certificates revoked.
+type fakeFleet struct {
+	mu      sync.Mutex
+	revoked map[string]string // serial -> reason
+	calls   int               // list pages asked (every LastSeen of a page's first device)
+}
+
+func newFakeFleet() *fakeFleet { return &fakeFleet{revoked: map[string]string{}} }
+
+// num is the number at the end of a serial such as GW-000042.
+func num(serial string) int {
+	var n int
+	fmt.Sscanf(serial[strings.LastIndex(serial, "-")+1:], "%d", &n)
+	return n
+}
+
+func (f *fakeFleet) sources() claim.FleetSources {
+	return claim.FleetSources{
+		Online: func(gw string) bool { return num(gw)%2 == 0 },
+		LastSeen: func(_ context.Context, gw string) (time.Time, error) {
+			if num(gw)%5 == 0 {
+				return time.Time{}, nil
+			}
+			return fleetNow.Add(-time.Duration(num(gw)*7) * time.Second), nil
+		},
+		CertNotAfter: func(_ context.Context, gw string) (time.Time, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if _, ok := f.revoked[gw]; ok {
+				return time.Time{}, nil
+			}
+			return fleetNow.Add(7 * 24 * time.Hour), nil
+		},
+		Certificates: func(_ context.Context, gw string) ([]claim.DeviceCertificate, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			op := claim.DeviceCertificate{Serial: "18eb850a2a11b912", Kind: claim.CertKindOperational,
+				NotBefore: fleetNow.Add(-time.Hour), NotAfter: fleetNow.Add(7 * 24 * time.Hour), Status: claim.CertStatusGood}
+			birth := claim.DeviceCertificate{Serial: "18eb850a27fe146a", Kind: claim.CertKindBirth,
+				NotBefore: fleetNow.Add(-48 * time.Hour), NotAfter: fleetNow.Add(20 * 365 * 24 * time.Hour), Status: claim.CertStatusGood}
+			if reason, ok := f.revoked[gw]; ok {
+				for _, c := range []*claim.DeviceCertificate{&op, &birth} {
+					c.Status, c.RevocationReason, c.RevokedAt = claim.CertStatusRevoked, reason, fleetNow
+				}
+			}
+			return []claim.DeviceCertificate{op, birth}, nil
+		},
+		Telemetry: func(_ context.Context, gw, metric string, n int) (claim.TelemetrySummary, error) {
+			s := claim.TelemetrySummary{Metric: metric,
+				Latest: &claim.TelemetryMessage{Topic: "gw/" + gw + "/telemetry", Time: fleetNow.Add(-3 * time.Second),
+					Payload: json.RawMessage(`{"flow_m3h":41.2,"pressure_bar":3.1}`)}}
+			for i := range 24 {
+				s.Series = append(s.Series, claim.MetricPoint{Time: fleetNow.Add(time.Duration(i-24) * time.Minute),
+					Value: 40 + 5*float64((i*7)%11)/10})
+			}
+			return s, nil
+		},
+	}
+}
+
+// handleRevoke answers POST /v1/devices/{serial}/revoke like the CA does.
+func (f *fakeFleet) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	var req ca.RevokeRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		httpapi.WriteError(w, r, httpapi.Errorf(http.StatusBadRequest, "malformed JSON"))
+		return
+	}
+	gw := chi.URLParam(r, "serial")
+	f.mu.Lock()
+	_, already := f.revoked[gw]
+	f.revoked[gw] = req.Reason
+	f.mu.Unlock()
+	resp := ca.RevokeResponse{Gateway: gw}
+	if already {
+		resp.AlreadyRevoked = 2
+	} else {
+		for _, s := range []string{"1000001", "1000002"} {
+			resp.Revoked = append(resp.Revoked, ca.RevokedSerial{Serial: s, Gateway: gw, RevokedAt: fleetNow, Reason: req.Reason})
+		}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+// fleetEnv is apiEnv with n gateways registered and claimed into acme.
+func fleetEnv(t *testing.T, n int) *apiEnv {
+	t.Helper()
+	env := newAPIEnv(t)
+	for i := 1; i <= n; i++ {
+		serial := fmt.Sprintf("GW-%06d", i)
+		creds := env.register(t, serial)
+		_, _, err := env.claims.Claim(context.Background(), claim.ClaimRequest{Serial: serial,
+			Code: claim.DisplayCode(creds.ClaimSecret, serial, time.Now()),
+			User: claim.User{Username: "ines", Org: "acme", Role: claim.RoleInstaller}, Source: "192.0.2.9:1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env
+}
+
+// fixedClock is a Common with the fleet tests' clock.
+func fixedClock() *common.Common {
+	c := common.New()
+	c.Now = func() time.Time { return fleetNow }
+	return &c
+}
+
+// TestTUIFleetTable: the operator opens the fleet, pages forward and back,
+// sorts, and filters; the table fits 80x24.
+func TestTUIFleetTable(t *testing.T) {
+	env := fleetEnv(t, 30)
+	tm := start(t, Options{Client: env.login(t, "otto"), Common: fixedClock()})
+	waitFor(t, tm, "Fleet")
+	tm.Send(keyMsg(tea.KeyDown))
+	tm.Send(keyMsg(tea.KeyEnter))
+	waitFor(t, tm, "GW-000017")
+	tm.Type("n")
+	waitFor(t, tm, "GW-000030")
+	tm.Type("p")
+	tm.Type("o")
+	waitFor(t, tm, "sorted by serial ↓")
+	tm.Type("/")
+	tm.Type("00002")
+	waitFor(t, tm, "11 shown") // the debounced filter, while the box is open
+	tm.Send(keyMsg(tea.KeyEnter))
+	waitFor(t, tm, "filter: 00002")
+	m := final(t, tm)
+	f := m.Fleet()
+	if q := f.Query(); q.Search != "00002" || !q.Desc || q.After != "" {
+		t.Errorf("query = %+v; want q=00002, descending, first page", q)
+	}
+	var got []string
+	for _, d := range f.Rows() {
+		got = append(got, d.Serial)
+	}
+	if want := "GW-000029 GW-000028 GW-000027 GW-000026 GW-000025 GW-000024 GW-000023 GW-000022 GW-000021 GW-000020 GW-000002"; strings.Join(got, " ") != want {
+		t.Errorf("rows = %v; want %s", got, want)
+	}
+	golden.RequireEqual(t, env.screen(m.View()))
+}
+
+// TestTUIFleetNarrow: at 60 columns the table drops columns rather than
+// wrapping, and every line fits.
+func TestTUIFleetNarrow(t *testing.T) {
+	env := fleetEnv(t, 3)
+	m := New(Options{Client: env.login(t, "otto"), Common: fixedClock()})
+	for _, size := range []tea.WindowSizeMsg{{Width: 80, Height: 24}, {Width: 60, Height: 16}, {Width: 120, Height: 40}} {
+		next, _ := m.Update(size)
+		m = next.(Model)
+		next, cmd := m.Update(common.GoMsg{Page: common.PageFleet})
+		m = next.(Model)
+		// Run the first page's request (the batch's first command).
+		m = runBatchFirst(t, m, cmd)
+		view := ansi.Strip(m.View())
+		lines := strings.Split(view, "\n")
+		if len(lines) != size.Height {
+			t.Errorf("%dx%d: %d lines", size.Width, size.Height, len(lines))
+		}
+		for i, l := range lines {
+			if w := ansi.StringWidth(l); w > size.Width {
+				t.Errorf("%dx%d: line %d is %d wide: %q", size.Width, size.Height, i, w, l)
+			}
+		}
+		if !strings.Contains(view, "GW-000003") || !strings.Contains(view, "LAST SEEN") {
+			t.Errorf("%dx%d: table:\n%s", size.Width, size.Height, view)
+		}
+	}
+}
+
+// runBatchFirst runs the first command of a tea.Batch (the request; the
+// second is the refresh tick) and feeds its message to m.
+func runBatchFirst(t *testing.T, m Model, cmd tea.Cmd) Model {
+	t.Helper()
+	msg := cmd()
+	if b, ok := msg.(tea.BatchMsg); ok {
+		msg = b[0]()
+	}
+	next, _ := m.Update(msg)
+	return next.(Model)
+}
