@@ -235,6 +235,11 @@ func (l *Log) record(ctx context.Context, es []Entry) ([]Entry, error) {
 // List returns a page of the log, newest first. It returns an error
 // wrapping [ErrInvalidQuery] for a Limit below 0 or above [MaxLimit] or a
 // filter longer than 1024 bytes. It examines at most [MaxScan] entries.
+//
+// With a Target filter it examines only that target's entries (through an
+// index, so an old entry behind millions of newer ones costs one read),
+// checking the other filters on each; a target holding a 0x00 byte is not
+// indexed and is looked for like the other filters, among the newest entries.
 func (l *Log) List(ctx context.Context, q Query) (Page, error) {
 	switch {
 	case q.Limit < 0 || q.Limit > MaxLimit:

@@ -10,9 +10,11 @@
 //
 // Operators read the log with [Log.List] or over HTTP (GET /v1/audit, see
 // [Log.Routes]), newest first, a page at a time, optionally filtered by
-// action, target or actor. A filtered page examines at most [MaxScan]
-// entries, so no request walks the whole log; its [Page.Next] says where to
-// continue.
+// action, target, actor or organisation. A page filtered by target reads
+// only that target's entries, through an index, however old they are; any
+// other filter is checked on each entry read. A page examines at most
+// [MaxScan] entries, so no request walks the whole log; its [Page.Next] says
+// where to continue.
 //
 // Entries are bounded ([Log.Record] lists the limits) and their details must
 // never hold secrets: no claim codes, tokens, passwords or keys. As a last
@@ -21,7 +23,10 @@
 //
 // Storage is the package's own: a bbolt bucket keyed by the big-endian
 // sequence number, so appends land at the end of the B+tree and a page is a
-// reverse cursor walk. It sits behind the small entryStore interface so that
+// reverse cursor walk, and a second bucket keyed by target, 0x00 and the
+// sequence number, written in the same transaction as the entry, so a
+// target's page is a reverse walk over its own keys. Opening a file written
+// before the index existed indexes its entries once. It sits behind the small entryStore interface so that
 // a PostgreSQL implementation can replace it. This package imports neither
 // ca nor claim: they import it.
 package audit

@@ -1,10 +1,14 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -33,6 +37,25 @@ type entryStore interface {
 // the shared file.
 var bucketEntries = []byte("audit/entries")
 
+// bucketByTarget indexes the entries by target: the key is the target, a
+// 0x00 byte and the entry's big-endian sequence number; the value is empty.
+// A target's keys are contiguous and in sequence order, so a page for one
+// target is a reverse cursor walk over its own keys. Entries with no target,
+// or a target holding a 0x00 byte (which would break the order of the
+// keys), are not indexed; a query for such a target scans the log.
+var bucketByTarget = []byte("audit/by-target")
+
+// bucketMeta holds the store's bookkeeping: keyTargetIndexed.
+var bucketMeta = []byte("audit/meta")
+
+// keyTargetIndexed, once present in bucketMeta, says every entry written
+// before the index existed has been indexed (the backfill is done). Its value
+// is the sequence number the backfill stopped at, for diagnostics.
+var keyTargetIndexed = []byte("by-target-backfilled")
+
+// backfillBatch is how many entries one backfill transaction indexes.
+const backfillBatch = 20000
+
 // record is an entry as stored: its Seq is the key.
 type record struct {
 	Time   time.Time         `json:"time"`
@@ -47,19 +70,93 @@ type record struct {
 
 type boltStore struct {
 	db *store.DB
+	// reads counts the entries list has decoded, for tests.
+	reads atomic.Int64
 }
 
 func newBoltStore(ctx context.Context, db *store.DB) (*boltStore, error) {
+	var done bool
 	err := db.Update(ctx, func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketEntries); err != nil {
-			return fmt.Errorf("create bucket %s: %w", bucketEntries, err)
+		for _, name := range [][]byte{bucketEntries, bucketByTarget, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
 		}
+		done = tx.Bucket(bucketMeta).Get(keyTargetIndexed) != nil
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &boltStore{db: db}, nil
+	s := &boltStore{db: db}
+	if !done {
+		if err := s.backfill(ctx); err != nil {
+			return nil, fmt.Errorf("index audit entries by target: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// backfill indexes the entries written before the target index existed, in
+// transactions of backfillBatch entries, then marks the index complete so it
+// never runs again. Index keys are derived from the entries, so running it
+// again after an interruption (or over entries that append already indexed)
+// writes the same keys. Entries appended meanwhile index themselves.
+func (s *boltStore) backfill(ctx context.Context) error {
+	var from uint64 // the next sequence number to index
+	for {
+		var next uint64
+		var last bool
+		err := s.db.Update(ctx, func(tx *bolt.Tx) error {
+			next, last = from, false
+			entries, idx := tx.Bucket(bucketEntries), tx.Bucket(bucketByTarget)
+			c := entries.Cursor()
+			k, v := c.Seek(seqKey(from))
+			for n := 0; k != nil && n < backfillBatch; k, v = c.Next() {
+				n++
+				if len(k) != 8 {
+					return fmt.Errorf("audit entry with a key of %d bytes", len(k))
+				}
+				seq := binary.BigEndian.Uint64(k)
+				next = seq + 1
+				var r record
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("decode audit entry %d: %w", seq, err)
+				}
+				if !indexable(r.Target) {
+					continue
+				}
+				if err := idx.Put(targetKey(r.Target, seq), nil); err != nil {
+					return fmt.Errorf("put audit index entry: %w", err)
+				}
+			}
+			if k != nil {
+				return nil
+			}
+			last = true
+			return tx.Bucket(bucketMeta).Put(keyTargetIndexed, seqKey(next))
+		})
+		if err != nil {
+			return err
+		}
+		if last {
+			return nil
+		}
+		from = next
+	}
+}
+
+// indexable reports whether entries about target go into bucketByTarget.
+func indexable(target string) bool {
+	return target != "" && !strings.Contains(target, "\x00")
+}
+
+// targetKey returns the bucketByTarget key of the entry seq about target.
+func targetKey(target string, seq uint64) []byte {
+	k := make([]byte, 0, len(target)+9)
+	k = append(k, target...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
 }
 
 func seqKey(seq uint64) []byte {
@@ -81,7 +178,7 @@ func (s *boltStore) append(ctx context.Context, es []Entry) error {
 		vals[i] = v
 	}
 	return s.db.Update(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketEntries)
+		b, idx := tx.Bucket(bucketEntries), tx.Bucket(bucketByTarget)
 		// The update may run again if another in its batch fails: every
 		// Seq is set afresh each time (and the sequence was rolled back
 		// with the failed transaction).
@@ -92,6 +189,11 @@ func (s *boltStore) append(ctx context.Context, es []Entry) error {
 			}
 			if err := b.Put(seqKey(seq), vals[i]); err != nil {
 				return fmt.Errorf("put audit entry: %w", err)
+			}
+			if indexable(es[i].Target) {
+				if err := idx.Put(targetKey(es[i].Target, seq), nil); err != nil {
+					return fmt.Errorf("put audit index entry: %w", err)
+				}
 			}
 			es[i].Seq = seq
 		}
@@ -106,19 +208,19 @@ func (s *boltStore) list(ctx context.Context, q Query, maxScan int) (Page, error
 	var page Page
 	err := s.db.View(func(tx *bolt.Tx) error {
 		page = Page{Entries: make([]Entry, 0, min(q.Limit, 128))}
-		c := tx.Bucket(bucketEntries).Cursor()
-		var k, v []byte
-		if q.Before == 0 {
-			k, v = c.Last()
-		} else if k, _ = c.Seek(seqKey(q.Before)); k == nil {
-			// Before is past the newest entry: start from the newest.
-			k, v = c.Last()
+		var w walker
+		if indexable(q.Target) {
+			w = newTargetWalker(tx, q.Target, q.Before)
 		} else {
-			k, v = c.Prev()
+			w = newSeqWalker(tx, q.Before)
 		}
 		filtered := q.Action != "" || q.Target != "" || q.Actor != "" || q.Org != ""
 		var last uint64
-		for scanned := 0; k != nil; k, v = c.Prev() {
+		for scanned := 0; ; scanned++ {
+			seq, v, ok, err := w.next()
+			if err != nil || !ok {
+				return err
+			}
 			// Another entry exists here: a full page or a spent scan says
 			// where to continue.
 			if len(page.Entries) == q.Limit || scanned == maxScan {
@@ -130,11 +232,8 @@ func (s *boltStore) list(ctx context.Context, q Query, maxScan int) (Page, error
 					return err
 				}
 			}
-			scanned++
-			if len(k) != 8 {
-				return fmt.Errorf("audit entry with a key of %d bytes", len(k))
-			}
-			last = binary.BigEndian.Uint64(k)
+			last = seq
+			s.reads.Add(1)
 			var r record
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("decode audit entry %d: %w", last, err)
@@ -150,12 +249,102 @@ func (s *boltStore) list(ctx context.Context, q Query, maxScan int) (Page, error
 				Result: r.Result, Source: r.Source, Detail: r.Detail,
 			})
 		}
-		return nil
 	})
 	if err != nil {
 		return Page{}, err
 	}
 	return page, nil
+}
+
+// walker yields candidate entries of a page, newest first: their sequence
+// number and stored value; ok is false past the last.
+type walker interface {
+	next() (seq uint64, v []byte, ok bool, err error)
+}
+
+// seqWalker walks the whole log from the newest entry below before (from
+// the newest when before is 0).
+type seqWalker struct {
+	c       *bolt.Cursor
+	started bool
+	before  uint64
+}
+
+func newSeqWalker(tx *bolt.Tx, before uint64) *seqWalker {
+	return &seqWalker{c: tx.Bucket(bucketEntries).Cursor(), before: before}
+}
+
+func (w *seqWalker) next() (uint64, []byte, bool, error) {
+	var k, v []byte
+	switch {
+	case w.started:
+		k, v = w.c.Prev()
+	case w.before == 0:
+		k, v = w.c.Last()
+	default:
+		if k, _ = w.c.Seek(seqKey(w.before)); k == nil {
+			// Before is past the newest entry: start from the newest.
+			k, v = w.c.Last()
+		} else {
+			k, v = w.c.Prev()
+		}
+	}
+	w.started = true
+	if k == nil {
+		return 0, nil, false, nil
+	}
+	if len(k) != 8 {
+		return 0, nil, false, fmt.Errorf("audit entry with a key of %d bytes", len(k))
+	}
+	return binary.BigEndian.Uint64(k), v, true, nil
+}
+
+// targetWalker walks one target's keys in bucketByTarget from the newest
+// below before (from the newest when before is 0), reading each entry.
+type targetWalker struct {
+	c       *bolt.Cursor
+	entries *bolt.Bucket
+	prefix  []byte
+	before  uint64
+	started bool
+}
+
+func newTargetWalker(tx *bolt.Tx, target string, before uint64) *targetWalker {
+	return &targetWalker{
+		c:       tx.Bucket(bucketByTarget).Cursor(),
+		entries: tx.Bucket(bucketEntries),
+		prefix:  append([]byte(target), 0),
+		before:  before,
+	}
+}
+
+func (w *targetWalker) next() (uint64, []byte, bool, error) {
+	var k []byte
+	if w.started {
+		k, _ = w.c.Prev()
+	} else {
+		w.started = true
+		from := w.before
+		if from == 0 {
+			from = math.MaxUint64 // never a sequence number: the seek lands past it
+		}
+		if k, _ = w.c.Seek(targetKey(string(w.prefix[:len(w.prefix)-1]), from)); k == nil {
+			k, _ = w.c.Last()
+		} else {
+			k, _ = w.c.Prev()
+		}
+	}
+	// Only keys of exactly this target: the prefix and 8 bytes. No indexed
+	// target holds a 0x00, so no other target's keys share the prefix.
+	if k == nil || len(k) != len(w.prefix)+8 || !bytes.HasPrefix(k, w.prefix) {
+		return 0, nil, false, nil
+	}
+	seq := binary.BigEndian.Uint64(k[len(w.prefix):])
+	v := w.entries.Get(seqKey(seq))
+	if v == nil {
+		return 0, nil, false, fmt.Errorf("audit index names entry %d, which is missing", seq)
+	}
+	return seq, v, true, nil
 }
 
 func (s *boltStore) len(_ context.Context) (int, error) {
