@@ -105,10 +105,6 @@ const (
 	DetailSeriesLen  = 60
 	// DefaultMetric is the field of the series when ?metric= is absent.
 	DefaultMetric = "flow_m3h"
-	// historyScanPages bounds the audit pages (each examines at most
-	// audit.MaxScan entries) read for one detail's history: the log has
-	// no index by target, and 20,000 entries take about 85 ms to decode.
-	historyScanPages = 2
 )
 
 // historyActions are the audit actions of a device's claim history.
@@ -240,14 +236,16 @@ func (r *Registry) handleDetail(w http.ResponseWriter, req *http.Request) {
 // history returns the newest [DetailHistoryLen] claim (ok), unclaim and
 // unlock entries about serial that user may read: an admin all, anyone
 // else their organisation's (as GET /v1/audit scopes them). The audit log
-// has no index by target, so it reads at most historyScanPages pages.
+// indexes entries by target, so the pages read hold only this gateway's
+// entries, however old: it reads until it has enough or the gateway has no
+// older entries.
 func (r *Registry) history(ctx context.Context, user User, serial string) ([]audit.Entry, error) {
 	out := []audit.Entry{}
 	q := audit.Query{Target: serial, Limit: audit.MaxLimit}
 	if user.Role != RoleAdmin {
 		q.Org = user.Org
 	}
-	for range historyScanPages {
+	for {
 		page, err := r.audit.List(ctx, q)
 		if err != nil {
 			return nil, err

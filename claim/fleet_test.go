@@ -353,6 +353,34 @@ func TestHTTPFleetFieldsAndDetail(t *testing.T) {
 	if diff := cmp.Diff([]string{"unlock/acme/ok", "unclaim/acme/ok", "claim/acme/ok"}, hist); diff != "" {
 		t.Errorf("detail history (-want +got):\n%s", diff)
 	}
+	// Behind 30,000 newer entries of other gateways (more than the old
+	// bound of 20,000) and 2,500 refused claims of GW-003 itself (more than
+	// two pages of it), the same history: the audit log's index by target
+	// finds it, and the history reads on until it has enough.
+	for i := 0; i < 32500; i += 5000 {
+		es := make([]audit.Entry, min(5000, 32500-i))
+		for j := range es {
+			es[j] = audit.Entry{Actor: "system", Org: "acme", Action: "claim", Target: fmt.Sprintf("GW-X%05d", i+j), Result: audit.ResultOK}
+			if (i+j)%13 == 0 {
+				es[j] = audit.Entry{Actor: "user:ivy", Org: "acme", Action: "claim", Target: "GW-003", Result: audit.ResultRefused}
+			}
+		}
+		if _, err := env.audit.RecordAll(ctx, es); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a = env.http.do(t, "GET", "/v1/devices/GW-003/detail?metric=pressure_bar", olga, "")
+	d = DeviceDetail{}
+	if err := json.Unmarshal([]byte(a.body), &d); a.status != http.StatusOK || err != nil {
+		t.Fatalf("GET /v1/devices/GW-003/detail after 32,500 entries = %d %s", a.status, a.body)
+	}
+	hist = nil
+	for _, e := range d.History {
+		hist = append(hist, e.Action+"/"+e.Org+"/"+e.Result)
+	}
+	if diff := cmp.Diff([]string{"unlock/acme/ok", "unclaim/acme/ok", "claim/acme/ok"}, hist); diff != "" {
+		t.Errorf("detail history behind 32,500 newer entries (-want +got):\n%s", diff)
+	}
 	if !d.Device.Online || d.Device.Serial != "GW-003" || len(d.Certificates) != 1 || d.Certificates[0].Serial != "1f" ||
 		d.Telemetry.Metric != "pressure_bar" || len(d.Telemetry.Series) != 1 || d.Telemetry.Series[0].Value != 4.5 {
 		t.Errorf("GET /v1/devices/GW-003/detail = %s; want the device online, its certificate and series", a.body)
