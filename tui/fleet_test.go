@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	tea "github.com/charmbracelet/bubbletea"
 	"github.com/charmbracelet/x/ansi"
 	"github.com/charmbracelet/x/exp/golden"
+	"github.com/charmbracelet/x/exp/teatest"
 	"github.com/go-chi/chi/v5"
 
 	"github.com/gwpki/gwpki/ca"
@@ -169,7 +171,7 @@ func TestTUIFleetTable(t *testing.T) {
 }
 
 // TestTUIFleetNarrow: at 60 columns the table drops columns rather than
-// wrapping, and every line fits.
+// wrapping, and every line of the table and the detail page fits.
 func TestTUIFleetNarrow(t *testing.T) {
 	env := fleetEnv(t, 3)
 	m := New(Options{Client: env.login(t, "otto"), Common: fixedClock()})
@@ -193,6 +195,17 @@ func TestTUIFleetNarrow(t *testing.T) {
 		if !strings.Contains(view, "GW-000003") || !strings.Contains(view, "LAST SEEN") {
 			t.Errorf("%dx%d: table:\n%s", size.Width, size.Height, view)
 		}
+		d := runPage(t, m, common.GoMsg{Page: common.PageDetail, Serial: "GW-000002"})
+		view = ansi.Strip(d.View())
+		lines = strings.Split(view, "\n")
+		if len(lines) != size.Height || !strings.Contains(view, "flow_m3h ") {
+			t.Errorf("%dx%d: detail page of %d lines:\n%s", size.Width, size.Height, len(lines), view)
+		}
+		for i, l := range lines {
+			if w := ansi.StringWidth(l); w > size.Width {
+				t.Errorf("%dx%d: detail line %d is %d wide: %q", size.Width, size.Height, i, w, l)
+			}
+		}
 	}
 }
 
@@ -206,4 +219,126 @@ func runBatchFirst(t *testing.T, m Model, cmd tea.Cmd) Model {
 	}
 	next, _ := m.Update(msg)
 	return next.(Model)
+}
+
+// TestTUIDetailRevoke: enter on a row opens the gateway's detail page
+// (certificates, history, telemetry with its sparkline); R, a reason and
+// the typed serial revoke it; the page reloads with the certificates
+// revoked; esc goes back to the table.
+func TestTUIDetailRevoke(t *testing.T) {
+	env := fleetEnv(t, 3)
+	tm := start(t, Options{Client: env.login(t, "otto"), Common: fixedClock()})
+	waitFor(t, tm, "Fleet")
+	tm.Send(keyMsg(tea.KeyDown))
+	tm.Send(keyMsg(tea.KeyEnter))
+	waitFor(t, tm, "GW-000003")
+	tm.Send(keyMsg(tea.KeyDown))
+	tm.Send(keyMsg(tea.KeyEnter))
+	waitFor(t, tm, "flow_m3h")
+	tm.Type("R")
+	tm.Send(keyMsg(tea.KeyDown))
+	tm.Send(keyMsg(tea.KeyEnter))
+	waitFor(t, tm, "Type the serial")
+	tm.Type("GW-000001")
+	tm.Send(keyMsg(tea.KeyEnter)) // another serial: refused
+	for range len("GW-000001") {
+		tm.Send(keyMsg(tea.KeyBackspace))
+	}
+	tm.Type("GW-000002")
+	tm.Send(keyMsg(tea.KeyEnter))
+	// The status line, then the reloaded page's certificates.
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool {
+		s := ansi.Strip(string(b))
+		return strings.Contains(s, "Revoked 2 certificate(s) of GW-000002 (keyCompromise)") && strings.Contains(s, "revoked (keyCompromise)")
+	}, teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
+	m := final(t, tm)
+	if m.Page() != common.PageDetail || m.Detail().Serial() != "GW-000002" {
+		t.Fatalf("page %d serial %q; want the detail of GW-000002", m.Page(), m.Detail().Serial())
+	}
+	env.fleet.mu.Lock()
+	revoked := env.fleet.revoked
+	env.fleet.mu.Unlock()
+	if len(revoked) != 1 || revoked["GW-000002"] != "keyCompromise" {
+		t.Errorf("revoked = %v; want only GW-000002 (keyCompromise)", revoked)
+	}
+	golden.RequireEqual(t, wallClockMasked(env.screen(m.View())))
+}
+
+// wallClockMasked replaces the dates and times of today (registrations
+// and claims happen on the wall clock) in a screen.
+func wallClockMasked(screen []byte) []byte {
+	today := regexp.QuoteMeta(time.Now().UTC().Format("2006-01-02"))
+	re := regexp.MustCompile(today + `( \d\d:\d\d)?`)
+	return re.ReplaceAllFunc(screen, func(b []byte) []byte {
+		if len(b) > 10 {
+			return []byte("YYYY-MM-DD hh:mm")
+		}
+		return []byte("YYYY-MM-DD")
+	})
+}
+
+// TestTUIDetailUnlockUnclaim: L unlocks (no confirmation), U asks and y
+// unclaims; the gateway then is no longer the organisation's, and esc goes
+// back to the fleet table, which no longer lists it.
+func TestTUIDetailUnlockUnclaim(t *testing.T) {
+	env := fleetEnv(t, 2)
+	m := New(Options{Client: env.login(t, "otto"), Common: fixedClock()})
+	m = run(m, tea.WindowSizeMsg{Width: 80, Height: 24})
+	m = runPage(t, m, common.GoMsg{Page: common.PageDetail, Serial: "GW-000001"})
+	m = runPage(t, m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("L")})
+	if got := m.Detail().Status(); got != "GW-000001 was not locked; 0 failed attempt(s) cleared." {
+		t.Errorf("unlock: status %q", got)
+	}
+	m = runPage(t, m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("U")})
+	m = runPage(t, m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("y")})
+	if got := m.Detail().Status(); got != "Unclaimed GW-000001; 0 operational certificate(s) revoked." {
+		t.Errorf("unclaim: status %q", got)
+	}
+	if v := ansi.Strip(m.View()); !strings.Contains(v, "load GW-000001: ") {
+		t.Errorf("after the unclaim the page should say it is gone:\n%s", v)
+	}
+	m = runPage(t, m, keyMsg(tea.KeyEsc))
+	if m.Page() != common.PageFleet {
+		t.Fatalf("esc: page %d; want the fleet", m.Page())
+	}
+	if rows := m.Fleet().Rows(); len(rows) != 1 || rows[0].Serial != "GW-000002" {
+		t.Errorf("fleet rows = %+v; want GW-000002 only", rows)
+	}
+}
+
+// runPage feeds msg to m and runs the commands it returns, leaving out
+// ticks (they would wait): a batch's commands are run one by one.
+func runPage(t *testing.T, m Model, msg tea.Msg) Model {
+	t.Helper()
+	next, cmd := m.Update(msg)
+	m = next.(Model)
+	var cmds []tea.Cmd
+	if cmd != nil {
+		cmds = append(cmds, cmd)
+	}
+	for len(cmds) > 0 {
+		c := cmds[0]
+		cmds = cmds[1:]
+		done := make(chan tea.Msg, 1)
+		go func() { done <- c() }()
+		var out tea.Msg
+		select {
+		case out = <-done:
+		case <-time.After(200 * time.Millisecond):
+			continue // a tick or a blink
+		}
+		if b, ok := out.(tea.BatchMsg); ok {
+			cmds = append(cmds, b...)
+			continue
+		}
+		if out == nil {
+			continue
+		}
+		next, cmd := m.Update(out)
+		m = next.(Model)
+		if cmd != nil {
+			cmds = append(cmds, cmd)
+		}
+	}
+	return m
 }

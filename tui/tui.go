@@ -16,6 +16,7 @@ import (
 	"github.com/gwpki/gwpki/internal/apiclient"
 	"github.com/gwpki/gwpki/tui/common"
 	"github.com/gwpki/gwpki/tui/pages/claim"
+	"github.com/gwpki/gwpki/tui/pages/detail"
 	"github.com/gwpki/gwpki/tui/pages/fleet"
 	"github.com/gwpki/gwpki/tui/pages/home"
 	"github.com/gwpki/gwpki/tui/pages/login"
@@ -43,6 +44,7 @@ type Model struct {
 	home     home.Model
 	claim    claim.Model
 	fleet    fleet.Model
+	detail   detail.Model
 	help     help.Model
 }
 
@@ -82,10 +84,11 @@ func (m Model) pageCommon() common.Common {
 func (m Model) Page() common.Page { return m.page }
 
 // Login, Home and Claim return the pages (for tests).
-func (m Model) Login() login.Model { return m.login }
-func (m Model) Home() home.Model   { return m.home }
-func (m Model) Claim() claim.Model { return m.claim }
-func (m Model) Fleet() fleet.Model { return m.fleet }
+func (m Model) Login() login.Model   { return m.login }
+func (m Model) Home() home.Model     { return m.home }
+func (m Model) Claim() claim.Model   { return m.claim }
+func (m Model) Fleet() fleet.Model   { return m.fleet }
+func (m Model) Detail() detail.Model { return m.detail }
 
 // Init implements tea.Model.
 func (m Model) Init() tea.Cmd {
@@ -107,6 +110,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.home.SetSize(pc.Width, pc.Height)
 			m.claim.SetSize(pc.Width, pc.Height)
 			m.fleet.SetSize(pc.Width, pc.Height)
+			m.detail.SetSize(pc.Width, pc.Height)
 		}
 		return m, nil
 	case tea.KeyMsg:
@@ -127,16 +131,20 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.login = login.New(m.pageCommon(), d)
 		return m, m.login.Init()
 	case common.GoMsg:
+		prev := m.page
 		m.page = msg.Page
 		switch msg.Page {
 		case common.PageClaim:
 			return m, m.claim.Init()
 		case common.PageFleet:
+			if prev == common.PageDetail {
+				return m, m.fleet.Resume() // the same page, sort and filter
+			}
 			m.fleet = fleet.New(m.pageCommon())
 			return m, m.fleet.Init()
-		case common.PageDetail: // not yet: stay on the fleet
-			m.page = common.PageFleet
-			return m, m.fleet.Resume()
+		case common.PageDetail:
+			m.detail = detail.New(m.pageCommon(), msg.Serial)
+			return m, m.detail.Init()
 		}
 		return m, nil
 	}
@@ -150,6 +158,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.claim, cmd = m.claim.Update(msg)
 	case common.PageFleet:
 		m.fleet, cmd = m.fleet.Update(msg)
+	case common.PageDetail:
+		m.detail, cmd = m.detail.Update(msg)
 	}
 	return m, cmd
 }
@@ -167,6 +177,8 @@ func (m Model) View() string {
 		body, keys = m.claim.View(), m.claim.ShortHelp()
 	case common.PageFleet:
 		body, keys = m.fleet.View(), m.fleet.ShortHelp()
+	case common.PageDetail:
+		body, keys = m.detail.View(), m.detail.ShortHelp()
 	}
 	pc := m.pageCommon()
 	body = lipgloss.NewStyle().MaxWidth(pc.Width).MaxHeight(pc.Height + 1).Render(body)
