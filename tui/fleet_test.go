@@ -171,7 +171,8 @@ func TestTUIFleetTable(t *testing.T) {
 }
 
 // TestTUIFleetNarrow: at 60 columns the table drops columns rather than
-// wrapping, and every line of the table and the detail page fits.
+// wrapping, and every line of the table, the detail page and the audit
+// log fits.
 func TestTUIFleetNarrow(t *testing.T) {
 	env := fleetEnv(t, 3)
 	m := New(Options{Client: env.login(t, "otto"), Common: fixedClock()})
@@ -204,6 +205,17 @@ func TestTUIFleetNarrow(t *testing.T) {
 		for i, l := range lines {
 			if w := ansi.StringWidth(l); w > size.Width {
 				t.Errorf("%dx%d: detail line %d is %d wide: %q", size.Width, size.Height, i, w, l)
+			}
+		}
+		a := runPage(t, m, common.GoMsg{Page: common.PageAudit})
+		view = ansi.Strip(a.View())
+		lines = strings.Split(view, "\n")
+		if len(lines) != size.Height || !strings.Contains(view, "GW-000003") {
+			t.Errorf("%dx%d: audit page of %d lines:\n%s", size.Width, size.Height, len(lines), view)
+		}
+		for i, l := range lines {
+			if w := ansi.StringWidth(l); w > size.Width {
+				t.Errorf("%dx%d: audit line %d is %d wide: %q", size.Width, size.Height, i, w, l)
 			}
 		}
 	}
@@ -341,4 +353,39 @@ func runPage(t *testing.T, m Model, msg tea.Msg) Model {
 		}
 	}
 	return m
+}
+
+// TestTUIAudit: the operator opens the audit log from the menu, pages to
+// older entries, and keeps only the claims.
+func TestTUIAudit(t *testing.T) {
+	env := fleetEnv(t, 20)
+	if _, err := env.claims.Unlock(context.Background(), "GW-000001", claim.User{Username: "otto", Org: "acme", Role: claim.RoleOperator}, "192.0.2.9:1"); err != nil {
+		t.Fatal(err)
+	}
+	tm := start(t, Options{Client: env.login(t, "otto"), Common: fixedClock()})
+	waitFor(t, tm, "Audit log")
+	tm.Send(keyMsg(tea.KeyDown))
+	tm.Send(keyMsg(tea.KeyDown))
+	tm.Send(keyMsg(tea.KeyEnter))
+	waitFor(t, tm, "unlock")
+	tm.Type("n")
+	waitFor(t, tm, "page 2")
+	tm.Type("/")
+	tm.Type("claim")
+	tm.Send(keyMsg(tea.KeyEnter))
+	waitFor(t, tm, "action: claim")
+	m := final(t, tm)
+	a := m.Audit()
+	if q := a.Query(); q.Action != "claim" || q.Before != 0 {
+		t.Errorf("query = %+v; want action claim from the newest", q)
+	}
+	if n := len(a.Entries()); n != 17 {
+		t.Errorf("%d entries; want a full page of 17", n)
+	}
+	for _, e := range a.Entries() {
+		if e.Action != "claim" || e.Org != "acme" {
+			t.Errorf("entry %+v; want acme's claims only", e)
+		}
+	}
+	golden.RequireEqual(t, wallClockMasked(env.screen(m.View())))
 }

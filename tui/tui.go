@@ -15,6 +15,7 @@ import (
 
 	"github.com/gwpki/gwpki/internal/apiclient"
 	"github.com/gwpki/gwpki/tui/common"
+	"github.com/gwpki/gwpki/tui/pages/audit"
 	"github.com/gwpki/gwpki/tui/pages/claim"
 	"github.com/gwpki/gwpki/tui/pages/detail"
 	"github.com/gwpki/gwpki/tui/pages/fleet"
@@ -45,6 +46,7 @@ type Model struct {
 	claim    claim.Model
 	fleet    fleet.Model
 	detail   detail.Model
+	audit    audit.Model
 	help     help.Model
 }
 
@@ -89,6 +91,7 @@ func (m Model) Home() home.Model     { return m.home }
 func (m Model) Claim() claim.Model   { return m.claim }
 func (m Model) Fleet() fleet.Model   { return m.fleet }
 func (m Model) Detail() detail.Model { return m.detail }
+func (m Model) Audit() audit.Model   { return m.audit }
 
 // Init implements tea.Model.
 func (m Model) Init() tea.Cmd {
@@ -111,6 +114,7 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 			m.claim.SetSize(pc.Width, pc.Height)
 			m.fleet.SetSize(pc.Width, pc.Height)
 			m.detail.SetSize(pc.Width, pc.Height)
+			m.audit.SetSize(pc.Width, pc.Height)
 		}
 		return m, nil
 	case tea.KeyMsg:
@@ -145,6 +149,9 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		case common.PageDetail:
 			m.detail = detail.New(m.pageCommon(), msg.Serial)
 			return m, m.detail.Init()
+		case common.PageAudit:
+			m.audit = audit.New(m.pageCommon())
+			return m, m.audit.Init()
 		}
 		return m, nil
 	}
@@ -160,6 +167,8 @@ func (m Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.fleet, cmd = m.fleet.Update(msg)
 	case common.PageDetail:
 		m.detail, cmd = m.detail.Update(msg)
+	case common.PageAudit:
+		m.audit, cmd = m.audit.Update(msg)
 	}
 	return m, cmd
 }
@@ -179,6 +188,8 @@ func (m Model) View() string {
 		body, keys = m.fleet.View(), m.fleet.ShortHelp()
 	case common.PageDetail:
 		body, keys = m.detail.View(), m.detail.ShortHelp()
+	case common.PageAudit:
+		body, keys = m.audit.View(), m.audit.ShortHelp()
 	}
 	pc := m.pageCommon()
 	body = lipgloss.NewStyle().MaxWidth(pc.Width).MaxHeight(pc.Height + 1).Render(body)

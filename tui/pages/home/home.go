@@ -23,6 +23,7 @@ type Item struct {
 
 var (
 	itemClaim = Item{Title: "Claim a gateway", Desc: "serial and the code it shows, or its label's QR payload", Page: common.PageClaim}
+	itemAudit = Item{Title: "Audit log", Desc: "the newest entries, by action", Page: common.PageAudit}
 	itemFleet = Item{Title: "Fleet", Desc: "the gateways, their state and certificates; revoke, unclaim, unlock", Page: common.PageFleet}
 )
 
@@ -33,9 +34,9 @@ func ItemsFor(role string) []Item {
 	case "installer":
 		return []Item{itemClaim}
 	case "operator":
-		return []Item{itemClaim, itemFleet}
+		return []Item{itemClaim, itemFleet, itemAudit}
 	case "admin":
-		return []Item{itemFleet}
+		return []Item{itemFleet, itemAudit}
 	}
 	return nil
 }
