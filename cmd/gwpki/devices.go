@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,28 +22,37 @@ type devicesOptions struct {
 }
 
 func (o *devicesOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.BoolVar(&o.json, "json", false, `print the page as JSON: {"devices": [...], "next": SERIAL}`)
+	fs.BoolVar(&o.json, "json", false, `print the page as JSON: {"devices": [...], "next": CURSOR}`)
 	fs.StringVar(&o.query.State, "state", "", "only gateways in this state: "+strings.Join(claimStates, ", "))
 	fs.StringVar(&o.query.Model, "model", "", "only gateways of this model (exact match)")
 	fs.StringVar(&o.query.Org, "org", "", "only gateways of this organisation (admins; operators see only their own)")
 	fs.IntVar(&o.query.Limit, "limit", 0, fmt.Sprintf("show at most N gateways, 1 to %d (default %d)", claim.MaxDeviceLimit, claim.DefaultDeviceLimit))
-	fs.StringVar(&o.query.After, "after", "", "show gateways whose serial sorts after SERIAL (the next page)")
+	fs.StringVar(&o.query.Sort, "sort", "", "sort by "+strings.Join(deviceSorts, ", ")+" (default serial; equal keys in serial order)")
+	fs.BoolVar(&o.query.Desc, "desc", false, "sort in descending order")
+	fs.StringVar(&o.query.Search, "q", "", "only gateways whose serial or model contains TEXT, ignoring case")
+	fs.StringVar(&o.query.After, "after", "", "show the next page: the CURSOR the previous page printed (sorted by serial, any serial works)")
 }
 
 // claimStates are the states --state accepts.
 var claimStates = []string{claim.StateUnclaimed, claim.StateClaimed}
 
+// deviceSorts are the keys --sort accepts.
+var deviceSorts = []string{claim.SortSerial, claim.SortModel, claim.SortState, claim.SortOrg, claim.SortRegistered}
+
 func newDevicesCommand() *cobra.Command {
 	o := &devicesOptions{}
 	cmd := &cobra.Command{
-		Use:   "devices [--json] [--state S] [--model M] [--org O] [--limit N] [--after SERIAL]",
+		Use:   "devices [--json] [--sort KEY] [--desc] [--q TEXT] [--state S] [--model M] [--org O] [--limit N] [--after CURSOR]",
 		Short: "List the registered gateways (operator session)",
-		Long: `List the gateways that line stations have registered, sorted by serial:
-model, claim state, the organisation that claimed it, the station that
-registered it, when its birth certificate expires and when it was
-registered. Operators see their organisation's gateways; admins see all,
-unclaimed ones too. Claim codes and secrets are never shown. A page ends where --limit or the server's scan bound stops it;
-the command then says which --after shows the next page.`,
+		Long: `List the gateways that line stations have registered, sorted by serial
+or by --sort: model, claim state, the organisation that claimed it, the
+station that registered it, whether it is connected now, when its newest
+message arrived, when its operational certificate expires, when its birth
+certificate expires and when it was registered. Operators see their
+organisation's gateways; admins see all, unclaimed ones too. Claim codes
+and secrets are never shown. A page ends where --limit stops it; the
+command then prints, on stderr, the --after CURSOR of the next page (with
+the --sort and --desc it needs: keep the filters the same too).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
@@ -55,6 +65,9 @@ func (o *devicesOptions) run(cmd *cobra.Command) error {
 	// otherwise quietly mean the default.
 	if l := o.query.Limit; cmd.Flags().Changed("limit") && (l < 1 || l > claim.MaxDeviceLimit) {
 		return withHint(fmt.Errorf("invalid --limit %d", l), fmt.Sprintf("use a number from 1 to %d", claim.MaxDeviceLimit))
+	}
+	if s := o.query.Sort; s != "" && !slices.Contains(deviceSorts, s) {
+		return withHint(fmt.Errorf("unknown --sort %q", s), "use one of: "+strings.Join(deviceSorts, ", "))
 	}
 	c, err := apiclient.Load()
 	if err != nil {
@@ -78,21 +91,61 @@ func (o *devicesOptions) run(cmd *cobra.Command) error {
 		return enc.Encode(page)
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERIAL\tMODEL\tSTATE\tORG\tSTATION\tIDEVID-EXPIRES\tREGISTERED")
+	fmt.Fprintln(tw, "SERIAL\tMODEL\tSTATE\tORG\tSTATION\tONLINE\tLAST-SEEN\tCERT-EXPIRES\tIDEVID-EXPIRES\tREGISTERED")
 	for _, d := range page.Devices {
-		org := d.Org
-		if org == "" {
-			org = "-"
+		online := "no"
+		if d.Online {
+			online = "yes"
 		}
-		// What a station sent (the model) is shown escaped, never raw.
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", auditCell(d.Serial), auditCell(d.Model), auditCell(d.State),
-			auditCell(org), auditCell(d.Station), d.IDevIDNotAfter.UTC().Format(time.DateOnly), d.RegisteredAt.UTC().Format(time.RFC3339))
+		// What a station sent (the model) is shown escaped, never raw;
+		// auditCell shows an empty org as "-".
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", auditCell(d.Serial), auditCell(d.Model), auditCell(d.State),
+			auditCell(d.Org), auditCell(d.Station), online, timeCell(d.LastSeen, time.RFC3339), timeCell(d.CertNotAfter, time.DateOnly),
+			d.IDevIDNotAfter.UTC().Format(time.DateOnly), d.RegisteredAt.UTC().Format(time.RFC3339))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	if page.Next != "" {
-		fmt.Fprintf(cmd.ErrOrStderr(), "more gateways: run again with --after %s\n", page.Next)
+		fmt.Fprintf(cmd.ErrOrStderr(), "more gateways: run again with %s\n", o.nextArgs(page.Next))
 	}
 	return nil
+}
+
+// nextArgs returns the flags that show the page after the one whose
+// [claim.DevicePage.Next] is next: the cursor, shell-quoted when it needs
+// it (an opaque cursor starts with "~"), after the --sort and --desc it is
+// only valid with.
+func (o *devicesOptions) nextArgs(next string) string {
+	var args []string
+	if o.query.Sort != "" {
+		args = append(args, "--sort", o.query.Sort)
+	}
+	if o.query.Desc {
+		args = append(args, "--desc")
+	}
+	return strings.Join(append(args, "--after", shellQuote(next)), " ")
+}
+
+// shellQuote returns s as one POSIX shell word: unchanged when it is only
+// letters, digits and - . _ / : = , (and does not start with -), else in
+// single quotes.
+func shellQuote(s string) string {
+	safe := s != "" && s[0] != '-'
+	for i := 0; safe && i < len(s); i++ {
+		c := s[i]
+		safe = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._/:=,", c) >= 0
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// timeCell formats t in UTC with layout, "-" when it is zero.
+func timeCell(t time.Time, layout string) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(layout)
 }

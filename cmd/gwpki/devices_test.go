@@ -25,7 +25,8 @@ import (
 // TLS on 127.0.0.1, the registry's read routes behind the operator role
 // check as gwpki serve mounts them, with an operator olga and an installer
 // ivy, and registers three gateways (one reissued, one with a model that
-// the table must quote). It returns the URL, the root certificate to
+// the table must quote), with fleet sources that say GW-000003 is online,
+// when it was last seen and when its certificate expires. It returns the URL, the root certificate to
 // pin and the devices, in serial order. The session goes to a fresh
 // GWPKI_CONFIG_DIR.
 func devicesTestServer(t *testing.T) (url, rootPath string, devices []claim.Device, labels []string) {
@@ -84,6 +85,23 @@ func devicesTestServer(t *testing.T) (url, rootPath string, devices []claim.Devi
 		}
 	}
 	devices[0], devices[1] = devices[1], devices[0]
+	seen := time.Date(2026, 5, 2, 8, 0, 3, 0, time.UTC)
+	reg.SetFleetSources(claim.FleetSources{
+		Online: func(gw string) bool { return gw == "GW-000003" },
+		LastSeen: func(_ context.Context, gw string) (time.Time, error) {
+			if gw == "GW-000003" {
+				return seen, nil
+			}
+			return time.Time{}, nil
+		},
+		CertNotAfter: func(_ context.Context, gw string) (time.Time, error) {
+			if gw == "GW-000003" {
+				return seen.AddDate(0, 0, 7), nil
+			}
+			return time.Time{}, nil
+		},
+	})
+	devices[2].Online, devices[2].LastSeen, devices[2].CertNotAfter = true, seen, seen.AddDate(0, 0, 7)
 
 	r := chi.NewRouter()
 	accounts.Routes(r)
@@ -115,16 +133,16 @@ func TestDevicesCommandTable(t *testing.T) {
 	// Unclaimed gateways are nobody's: an operator sees none of them.
 	loginAs(t, url, rootPath, "olga", "olga password")
 	stdout, stderr, failed := runGwpki(t, "", "devices")
-	if want := "SERIAL  MODEL  STATE  ORG  STATION  IDEVID-EXPIRES  REGISTERED\n"; failed || stderr != "" || stdout != want {
+	if want := "SERIAL  MODEL  STATE  ORG  STATION  ONLINE  LAST-SEEN  CERT-EXPIRES  IDEVID-EXPIRES  REGISTERED\n"; failed || stderr != "" || stdout != want {
 		t.Errorf("gwpki devices as an operator: failed=%v stderr %q stdout %q; want the header only", failed, stderr, stdout)
 	}
 	loginAs(t, url, rootPath, "ada", "ada password")
 
 	stdout, stderr, failed = runGwpki(t, "", "devices")
-	want := `SERIAL     MODEL           STATE      ORG  STATION  IDEVID-EXPIRES  REGISTERED
-GW-000001  "Meter \"XL\""  unclaimed  -    line2    2046-05-01      2026-05-01T10:02:00Z
-GW-000002  PumpCtl 3       unclaimed  -    line1    2046-04-30      2026-05-01T10:01:00Z
-GW-000003  PumpCtl 3       unclaimed  -    repair   2046-05-03      2026-05-01T10:03:00Z
+	want := `SERIAL     MODEL           STATE      ORG  STATION  ONLINE  LAST-SEEN             CERT-EXPIRES  IDEVID-EXPIRES  REGISTERED
+GW-000001  "Meter \"XL\""  unclaimed  -    line2    no      -                     -             2046-05-01      2026-05-01T10:02:00Z
+GW-000002  PumpCtl 3       unclaimed  -    line1    no      -                     -             2046-04-30      2026-05-01T10:01:00Z
+GW-000003  PumpCtl 3       unclaimed  -    repair   yes     2026-05-02T08:00:03Z  2026-05-09    2046-05-03      2026-05-01T10:03:00Z
 `
 	if failed || stderr != "" || stdout != want {
 		t.Errorf("gwpki devices: failed=%v stderr %q stdout:\n%s\nwant:\n%s", failed, stderr, stdout, want)
@@ -143,6 +161,29 @@ GW-000003  PumpCtl 3       unclaimed  -    repair   2046-05-03      2026-05-01T1
 	stdout, stderr, failed = runGwpki(t, "", "devices", "--after", "GW-000002", "--state", "unclaimed")
 	if failed || stderr != "" || !strings.Contains(stdout, "\nGW-000003 ") || strings.Count(stdout, "\n") != 2 {
 		t.Errorf("gwpki devices --after GW-000002: failed=%v stderr %q stdout:\n%s\nwant only GW-000003", failed, stderr, stdout)
+	}
+	// Sorted by another key, descending, and searched: the hint carries
+	// the opaque cursor, quoted for the shell, with the sort it needs; the
+	// cursor shows the next page.
+	stdout, stderr, failed = runGwpki(t, "", "devices", "--sort", "registered", "--desc", "--limit", "1")
+	if failed || !strings.HasPrefix(stderr, "more gateways: run again with --sort registered --desc --after '~") ||
+		!strings.Contains(stdout, "\nGW-000003 ") || strings.Count(stdout, "\n") != 2 {
+		t.Fatalf("gwpki devices --sort registered --desc --limit 1: failed=%v stderr %q stdout:\n%s\nwant GW-000003 and a cursor", failed, stderr, stdout)
+	}
+	cursor := strings.TrimSuffix(strings.TrimPrefix(stderr, "more gateways: run again with --sort registered --desc --after '"), "'\n")
+	stdout, stderr, failed = runGwpki(t, "", "devices", "--sort", "registered", "--desc", "--after", cursor)
+	if failed || stderr != "" || !strings.Contains(stdout, "\nGW-000001 ") || !strings.Contains(stdout, "\nGW-000002 ") ||
+		strings.Index(stdout, "GW-000001") > strings.Index(stdout, "GW-000002") || strings.Count(stdout, "\n") != 3 {
+		t.Errorf("gwpki devices --sort registered --desc --after %s: failed=%v stderr %q stdout:\n%s\nwant GW-000001 then GW-000002", cursor, failed, stderr, stdout)
+	}
+	// The same cursor with another order is refused by the server.
+	_, stderr, failed = runGwpki(t, "", "devices", "--sort", "registered", "--after", cursor)
+	if !failed || !strings.Contains(stderr, "gwpki: list devices: invalid after\n") {
+		t.Errorf("gwpki devices --sort registered --after CURSOR-of-desc: failed=%v stderr %q; want invalid after", failed, stderr)
+	}
+	stdout, stderr, failed = runGwpki(t, "", "devices", "--q", "meter", "--sort", "model")
+	if failed || stderr != "" || !strings.Contains(stdout, "\nGW-000001 ") || strings.Count(stdout, "\n") != 2 {
+		t.Errorf("gwpki devices --q meter: failed=%v stderr %q stdout:\n%s\nwant only GW-000001", failed, stderr, stdout)
 	}
 	// No match: the header alone.
 	stdout, stderr, failed = runGwpki(t, "", "devices", "--model", "Toaster")
@@ -190,6 +231,8 @@ func TestDevicesCommandErrors(t *testing.T) {
 		{[]string{"devices"}, "gwpki: list devices: permission denied: needs role operator or admin\nhint: log in as a user with that role\n"},
 		{[]string{"devices", "extra"}, "gwpki: unknown command \"extra\" for \"gwpki devices\"\n"},
 		{[]string{"devices", "--limit", "x"}, "gwpki: invalid argument \"x\" for \"--limit\" flag: strconv.ParseInt: parsing \"x\": invalid syntax\n"},
+		// Checked before the server is asked.
+		{[]string{"devices", "--sort", "colour"}, "gwpki: unknown --sort \"colour\"\nhint: use one of: serial, model, state, org, registered\n"},
 	}
 	for _, tc := range tests {
 		stdout, stderr, failed := runGwpki(t, "", tc.args...)
@@ -210,5 +253,20 @@ func TestDevicesCommandErrors(t *testing.T) {
 	stdout, stderr, failed := runGwpki(t, "", "devices", "--state", "lost")
 	if want := "gwpki: list devices: unknown state \"lost\"\nhint: use one of: unclaimed, claimed\n"; !failed || stdout != "" || stderr != want {
 		t.Errorf("gwpki devices --state lost: failed=%v stdout %q stderr %q; want %q", failed, stdout, stderr, want)
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"GW-000002", "GW-000002"},
+		{"~bW9kZWw", "'~bW9kZWw'"},
+		{"a b", "'a b'"},
+		{"it's", `'it'\''s'`},
+		{"-x", "'-x'"},
+		{"", "''"},
+	} {
+		if got := shellQuote(tc.in); got != tc.want {
+			t.Errorf("shellQuote(%q) = %s; want %s", tc.in, got, tc.want)
+		}
 	}
 }
