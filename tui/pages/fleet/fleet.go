@@ -57,6 +57,9 @@ type Model struct {
 
 	reqID   int // the request whose answer is awaited or shown
 	loading bool
+	// moving: the awaited answer is of another page than the one shown
+	// (paging, sorting, filtering), so its next cursor is not known yet.
+	moving bool
 	err     string
 	fetched time.Time
 
@@ -126,7 +129,13 @@ func (m *Model) fetch() tea.Cmd {
 // filter: the cursors no longer apply).
 func (m *Model) restart() tea.Cmd {
 	m.afters = []string{""}
+	return m.move()
+}
+
+// move fetches another page than the one shown.
+func (m *Model) move() tea.Cmd {
 	m.cursor = 0
+	m.moving = true
 	return m.fetch()
 }
 
@@ -146,7 +155,7 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 		if msg.ID != m.reqID {
 			return m, nil // stale: a newer request is on its way
 		}
-		m.loading = false
+		m.loading, m.moving = false, false
 		if msg.Err != nil {
 			m.err = common.ErrorLine("list gateways", msg.Err)
 			return m, nil
@@ -189,16 +198,14 @@ func (m Model) Update(msg tea.Msg) (Model, tea.Cmd) {
 				return m, common.GoDetail(m.rows[m.cursor].Serial)
 			}
 		case key.Matches(msg, k.NextPage):
-			if m.next != "" && !m.loading {
+			if m.next != "" && !m.moving { // a refresh of this page may be on its way
 				m.afters = append(m.afters, m.next)
-				m.cursor = 0
-				return m, m.fetch()
+				return m, m.move()
 			}
 		case key.Matches(msg, k.PrevPage):
 			if len(m.afters) > 1 {
 				m.afters = m.afters[:len(m.afters)-1]
-				m.cursor = 0
-				return m, m.fetch()
+				return m, m.move()
 			}
 		case key.Matches(msg, k.SortKey):
 			m.sort = (m.sort + 1) % len(SortKeys)

@@ -109,12 +109,22 @@ func TestFleetPageStack(t *testing.T) {
 	if m, cmd := m.Update(runes("n")); cmd != nil || m.Depth() != 3 || m.RequestID() != id {
 		t.Errorf("n on the last page: depth %d; want nothing", m.Depth())
 	}
+	// n while a refresh of the page is on its way pages on; a second n
+	// before the next page's answer does not skip a page.
+	m2, _ := m.Update(runes("p"))
+	m2 = answer(m2, gwclaim.DevicePage{Devices: page("GW-3").Devices, Next: "~c2"})
+	m2, _ = m2.Update(TickMsg{Gen: m2.tickGen})
+	m2, _ = m2.Update(runes("n"))
+	m2, cmd := m2.Update(runes("n"))
+	if q := m2.Query(); q.After != "~c2" || m2.Depth() != 3 || cmd != nil {
+		t.Errorf("n during a refresh, then n: after %q depth %d; want ~c2, 3 and no second request", q.After, m2.Depth())
+	}
 	m, _ = m.Update(runes("p"))
 	if q := m.Query(); q.After != "~c1" || m.Depth() != 2 {
 		t.Errorf("after p: after %q depth %d; want ~c1, 2", q.After, m.Depth())
 	}
 	m, _ = m.Update(runes("p"))
-	m, cmd := m.Update(runes("p"))
+	m, cmd = m.Update(runes("p"))
 	if q := m.Query(); q.After != "" || m.Depth() != 1 || cmd != nil {
 		t.Errorf("p p p: after %q depth %d; want the first page and nothing more", q.After, m.Depth())
 	}
