@@ -59,7 +59,7 @@ type Model struct {
 	loading bool
 	// moving: the awaited answer is of another page than the one shown
 	// (paging, sorting, filtering), so its next cursor is not known yet.
-	moving bool
+	moving  bool
 	err     string
 	fetched time.Time
 
