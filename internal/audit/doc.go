@@ -26,7 +26,8 @@
 // reverse cursor walk, and a second bucket keyed by target, 0x00 and the
 // sequence number, written in the same transaction as the entry, so a
 // target's page is a reverse walk over its own keys. Opening a file written
-// before the index existed indexes its entries once. It sits behind the small entryStore interface so that
+// before the index existed (or written to by a gwpki that predates it)
+// indexes the entries it is missing, once. It sits behind the small entryStore interface so that
 // a PostgreSQL implementation can replace it. This package imports neither
 // ca nor claim: they import it.
 package audit

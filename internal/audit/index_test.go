@@ -245,7 +245,7 @@ func TestTargetIndexBackfill(t *testing.T) {
 	if indexed != wantIndexed {
 		t.Errorf("after backfill: %d index keys; want %d", indexed, wantIndexed)
 	}
-	if want := seqKey(n + 1); !cmp.Equal(mark, want) {
+	if want := seqKey(n); !cmp.Equal(mark, want) {
 		t.Errorf("backfill mark = %x; want %x", mark, want)
 	}
 
@@ -281,10 +281,50 @@ func TestTargetIndexBackfill(t *testing.T) {
 	db.Update(context.Background(), func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketByTarget).Delete(targetKey("GW-0", 1))
 	})
-	newIndexLog(t, db)
+	l = newIndexLog(t, db)
 	db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketByTarget).Get(targetKey("GW-0", 1)) != nil {
 			t.Errorf("reopening ran the backfill again")
+		}
+		return nil
+	})
+
+	// An older gwpki writes entries without indexing them (a downgrade and
+	// back): the next open indexes those, and only those.
+	writeUnindexed(t, db, 3)
+	newest := uint64(n + 1 + 3)
+	if got, _ := listSeqs(t, l, Query{Target: "GW-2", Limit: 1}); cmp.Equal(got, []uint64{newest}) {
+		t.Fatalf("entries written around the index are already indexed: %v", got)
+	}
+	l = newIndexLog(t, db)
+	if got, _ := listSeqs(t, l, Query{Target: "GW-2", Limit: 1}); !cmp.Equal(got, []uint64{newest}) {
+		t.Errorf("List(GW-2) after reopening = %v; want [%d], written without the index", got, newest)
+	}
+	db.View(func(tx *bolt.Tx) error {
+		if got := indexedThrough(tx); got != newest {
+			t.Errorf("indexed through %d; want %d", got, newest)
+		}
+		if tx.Bucket(bucketByTarget).Get(targetKey("GW-0", 1)) != nil {
+			t.Errorf("reopening after a downgrade indexed from the start again")
+		}
+		return nil
+	})
+}
+
+// TestTargetIndexMarkFollowsAppends checks that a new log needs no
+// backfill: appends keep the mark at the newest entry.
+func TestTargetIndexMarkFollowsAppends(t *testing.T) {
+	db := storetest.OpenTemp(t)
+	l := newIndexLog(t, db)
+	recordMany(t, l, 10, func(i int) Entry {
+		return Entry{Actor: "system", Action: "renew", Target: fmt.Sprintf("GW-%d", i%3), Result: ResultOK}
+	})
+	db.View(func(tx *bolt.Tx) error {
+		if got := indexedThrough(tx); got != 10 {
+			t.Errorf("indexed through %d after 10 appends; want 10", got)
+		}
+		if got := tx.Bucket(bucketByTarget).Stats().KeyN; got != 10 {
+			t.Errorf("%d index keys after 10 appends; want 10", got)
 		}
 		return nil
 	})

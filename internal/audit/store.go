@@ -48,10 +48,14 @@ var bucketByTarget = []byte("audit/by-target")
 // bucketMeta holds the store's bookkeeping: keyTargetIndexed.
 var bucketMeta = []byte("audit/meta")
 
-// keyTargetIndexed, once present in bucketMeta, says every entry written
-// before the index existed has been indexed (the backfill is done). Its value
-// is the sequence number the backfill stopped at, for diagnostics.
-var keyTargetIndexed = []byte("by-target-backfilled")
+// keyTargetIndexed holds, big-endian, the sequence number N such that
+// every entry up to N is in bucketByTarget: the backfill's record of its
+// work, so it never reruns. Appends advance it in the same transaction, but
+// only contiguously (when it already covers everything before them), so
+// entries written by an older gwpki, which knows nothing of the index, stay
+// above it and are indexed at the next open. Absent: nothing is known to be
+// indexed (a file from before the index).
+var keyTargetIndexed = []byte("by-target-indexed-through")
 
 // backfillBatch is how many entries one backfill transaction indexes.
 const backfillBatch = 20000
@@ -75,40 +79,64 @@ type boltStore struct {
 }
 
 func newBoltStore(ctx context.Context, db *store.DB) (*boltStore, error) {
-	var done bool
+	var through, last uint64
 	err := db.Update(ctx, func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketEntries, bucketByTarget, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
-		done = tx.Bucket(bucketMeta).Get(keyTargetIndexed) != nil
+		through, last = indexedThrough(tx), 0
+		if k, _ := tx.Bucket(bucketEntries).Cursor().Last(); len(k) == 8 {
+			last = binary.BigEndian.Uint64(k)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	s := &boltStore{db: db}
-	if !done {
-		if err := s.backfill(ctx); err != nil {
+	if through < last {
+		if err := s.backfill(ctx, through+1); err != nil {
 			return nil, fmt.Errorf("index audit entries by target: %w", err)
 		}
 	}
 	return s, nil
 }
 
-// backfill indexes the entries written before the target index existed, in
-// transactions of backfillBatch entries, then marks the index complete so it
-// never runs again. Index keys are derived from the entries, so running it
-// again after an interruption (or over entries that append already indexed)
-// writes the same keys. Entries appended meanwhile index themselves.
-func (s *boltStore) backfill(ctx context.Context) error {
-	var from uint64 // the next sequence number to index
+// indexedThrough returns keyTargetIndexed, 0 when absent.
+func indexedThrough(tx *bolt.Tx) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(keyTargetIndexed); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+
+// advanceIndexed sets keyTargetIndexed to through when the entries from
+// from to through have just been indexed and it covers everything before
+// from; it never moves it back.
+func advanceIndexed(tx *bolt.Tx, from, through uint64) error {
+	cur := indexedThrough(tx)
+	if cur+1 < from || through <= cur && tx.Bucket(bucketMeta).Get(keyTargetIndexed) != nil {
+		return nil
+	}
+	if err := tx.Bucket(bucketMeta).Put(keyTargetIndexed, seqKey(through)); err != nil {
+		return fmt.Errorf("put audit index mark: %w", err)
+	}
+	return nil
+}
+
+// backfill indexes the entries from from on, which were written without
+// the index (by a gwpki that predates it), in transactions of
+// backfillBatch entries, each advancing keyTargetIndexed, so an interrupted
+// backfill resumes where it stopped. Index keys are derived from the
+// entries, so indexing one twice writes the same key.
+func (s *boltStore) backfill(ctx context.Context, from uint64) error {
 	for {
 		var next uint64
-		var last bool
+		var done bool
 		err := s.db.Update(ctx, func(tx *bolt.Tx) error {
-			next, last = from, false
+			next, done = from, false
 			entries, idx := tx.Bucket(bucketEntries), tx.Bucket(bucketByTarget)
 			c := entries.Cursor()
 			k, v := c.Seek(seqKey(from))
@@ -130,16 +158,13 @@ func (s *boltStore) backfill(ctx context.Context) error {
 					return fmt.Errorf("put audit index entry: %w", err)
 				}
 			}
-			if k != nil {
-				return nil
-			}
-			last = true
-			return tx.Bucket(bucketMeta).Put(keyTargetIndexed, seqKey(next))
+			done = k == nil
+			return advanceIndexed(tx, from, next-1)
 		})
 		if err != nil {
 			return err
 		}
-		if last {
+		if done {
 			return nil
 		}
 		from = next
@@ -197,7 +222,7 @@ func (s *boltStore) append(ctx context.Context, es []Entry) error {
 			}
 			es[i].Seq = seq
 		}
-		return nil
+		return advanceIndexed(tx, es[0].Seq, es[len(es)-1].Seq)
 	})
 }
 
