@@ -7,6 +7,7 @@
 #   mosquitto_pub/sub  MQTT clients (apt)
 #   rsvg-convert       librsvg, renders the SVG labels (apt librsvg2-bin)
 #   curl               an HTTPS client with client certificates (apt)
+#   tmux               a terminal that runs gwpki tui in TestTUIInTmux (apt)
 # Safe to run any number of times; when everything is present it only looks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,7 @@ fi
 command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v rsvg-convert >/dev/null 2>&1 || missing+=(librsvg2-bin)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 if [ "${#missing[@]}" -gt 0 ]; then
 	apt_install "${missing[@]}"
 fi
@@ -34,7 +36,7 @@ fi
 have_cmd step || go_install "$STEP_CLI"
 
 # Check rather than trust: fail here with a clear message, not in a test.
-for tool in step openssl softhsm2-util mosquitto_pub rsvg-convert curl; do
+for tool in step openssl softhsm2-util mosquitto_pub rsvg-convert curl tmux; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is still missing after install"
 done
 [ -e "$SOFTHSM_MODULE" ] || die "$SOFTHSM_MODULE is still missing after installing softhsm2"
