@@ -199,18 +199,28 @@ func (a *Authority) AuthenticateOperational(leaf *x509.Certificate) (string, err
 	return rec.Gateway, nil
 }
 
-// Decommissioned reports whether the gateway's birth certificate is revoked
-// (gwpki revoke of the gateway revokes all its certificates): such a
-// gateway may not bootstrap again.
+// Decommissioned reports whether the gateway has birth certificates and
+// every one of them is revoked (gwpki revoke of the gateway revokes all its
+// certificates; a reissue revokes only the one it replaces): such a gateway
+// may not bootstrap again.
 func (a *Authority) Decommissioned(gateway string) (bool, error) {
-	rec, err := a.db.BirthCertificate(gateway)
+	_, err := a.db.BirthCertificate(gateway)
 	switch {
-	case errors.Is(err, ErrCertificateNotFound):
-		return false, nil
-	case err != nil:
+	case err == nil:
+		return false, nil // a current birth certificate
+	case !errors.Is(err, ErrCertificateNotFound):
 		return false, err
 	}
-	return rec.Revoked != nil, nil
+	recs, err := a.db.CertificatesByGateway(gateway)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range recs {
+		if r.Birth {
+			return true, nil // born, and no birth certificate left unrevoked
+		}
+	}
+	return false, nil
 }
 
 // ClientCAs is the pool that verifies gateway client certificates: the root

@@ -29,6 +29,10 @@ type FleetSources struct {
 	// operational certificate, zero for none. It is called for every
 	// device of a page.
 	CertNotAfter func(ctx context.Context, gateway string) (time.Time, error)
+	// Revoked reports whether the gateway is revoked: its birth certificate
+	// is (gwpki revoke of the gateway revokes all its certificates), so it
+	// can never bootstrap again. It is called for every device of a page.
+	Revoked func(gateway string) (bool, error)
 	// Certificates returns the gateway's certificates, newest first.
 	Certificates func(ctx context.Context, gateway string) ([]DeviceCertificate, error)
 	// Telemetry returns the gateway's latest telemetry message and the
@@ -135,6 +139,13 @@ func (r *Registry) addFleetFields(ctx context.Context, devs []Device) {
 				r.log.Warn("fleet: certificate expiry", "serial", d.Serial, "err", err)
 			}
 			d.CertNotAfter = t
+		}
+		if f := r.fleet.Revoked; f != nil {
+			revoked, err := f(d.Serial)
+			if err != nil {
+				r.log.Warn("fleet: revoked", "serial", d.Serial, "err", err)
+			}
+			d.Revoked = revoked
 		}
 	}
 }

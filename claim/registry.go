@@ -110,6 +110,9 @@ type Device struct {
 	Online       bool      `json:"online,omitempty"`
 	LastSeen     time.Time `json:"last_seen,omitzero"`
 	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
+	// Revoked (fleet field): the gateway's birth certificate is revoked, so
+	// it is decommissioned; absent otherwise.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // CertInfo is what the server has verified about the birth certificate

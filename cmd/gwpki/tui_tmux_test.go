@@ -232,10 +232,11 @@ func TestTUIInTmux(t *testing.T) {
 	p.await(`Revoked 1 certificate\(s\) of ` + serial + ` \(keyCompromise\); 0 already revoked\.`)
 	p.await(`^\s+birth\s+\S+\s+until \S+\s+revoked \(keyCompromise\)\s*$`)
 
-	// Back to the table and into the detail again: loaded afresh, the
-	// birth certificate is still revoked.
+	// Back to the table: the gateway's state changes to revoked (on the
+	// table's next load); into the detail again: loaded afresh, the birth
+	// certificate is still revoked.
 	p.keys("Escape")
-	screen = p.await(`^> ` + serial + `\s.*\bclaimed\b[\s\S]*^1 shown, last page`)
+	screen = p.await(`^> ` + serial + `\s.*\brevoked\b[\s\S]*^1 shown, last page`)
 	if strings.Contains(screen, "Revoked 1 certificate") {
 		t.Fatalf("the table still shows the detail page's status line; screen:\n%s", screen)
 	}

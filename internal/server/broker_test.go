@@ -16,6 +16,7 @@ import (
 
 	"github.com/gwpki/gwpki/bootstrap"
 	"github.com/gwpki/gwpki/ca"
+	"github.com/gwpki/gwpki/claim"
 	"github.com/gwpki/gwpki/gateway"
 	"github.com/gwpki/gwpki/telemetry"
 )
@@ -167,6 +168,14 @@ func TestGatewayOnline(t *testing.T) {
 	}
 	if _, err := ts.mqttClient(t, url, "GW-M1", cert, nil); err == nil {
 		t.Error("the revoked certificate connected again")
+	}
+	// The fleet list shows it revoked (decommissioned), the other not.
+	var list claim.DevicePage
+	ts.apiGetJSON(t, admin, "/v1/devices", &list)
+	for _, d := range list.Devices {
+		if want := d.Serial == "GW-M1"; d.Revoked != want {
+			t.Errorf("%s revoked = %v; want %v", d.Serial, d.Revoked, want)
+		}
 	}
 }
 

@@ -92,6 +92,7 @@ func fleetSources(auth *ca.Authority, b *broker.Broker, tel *telemetry.Store, se
 	return claim.FleetSources{
 		Online:   b.Online,
 		LastSeen: seen.get,
+		Revoked:  auth.Decommissioned,
 		CertNotAfter: func(_ context.Context, gateway string) (time.Time, error) {
 			recs, err := auth.GatewayCertificates(gateway)
 			if err != nil {

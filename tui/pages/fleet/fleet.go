@@ -266,7 +266,7 @@ func (m Model) columns() []column {
 		{"SERIAL", 12, 0, func(d gwclaim.Device) string { return d.Serial }},
 		{"MODEL", 10, 3, func(d gwclaim.Device) string { return d.Model }},
 		{"ORG", 10, 4, func(d gwclaim.Device) string { return d.Org }},
-		{"STATE", 9, 2, func(d gwclaim.Device) string { return d.State }},
+		{"STATE", 9, 2, func(d gwclaim.Device) string { return fleetState(d) }},
 		{"ONLINE", 6, 0, func(d gwclaim.Device) string {
 			if d.Online {
 				return "yes"
@@ -383,4 +383,13 @@ func (m Model) View() string {
 		b.WriteString(s.Subtle.Render(fmt.Sprintf("%d shown, %s, updated %s", len(m.rows), more, m.fetched.Format("15:04:05"))))
 	}
 	return lipgloss.NewStyle().MaxWidth(m.common.Width).Render(b.String())
+}
+
+// fleetState is the state column: the claim state, or "revoked" for a
+// gateway whose birth certificate is revoked (it can never come back).
+func fleetState(d gwclaim.Device) string {
+	if d.Revoked {
+		return "revoked"
+	}
+	return d.State
 }
