@@ -373,7 +373,13 @@ func TestTUIAudit(t *testing.T) {
 	tm.Type("/")
 	tm.Type("claim")
 	tm.Send(keyMsg(tea.KeyEnter))
-	waitFor(t, tm, "action: claim")
+	// The filter shows at once, the filtered page once its answer is in
+	// (GW-000020's claim is the newest, on page 1 only): wait for both in
+	// one pass over the output, which arrives in pieces.
+	teatest.WaitFor(t, tm.Output(), func(b []byte) bool {
+		s := ansi.Strip(string(b))
+		return strings.Contains(s, "action: claim") && strings.Contains(s, "GW-000020")
+	}, teatest.WithDuration(10*time.Second), teatest.WithCheckInterval(20*time.Millisecond))
 	m := final(t, tm)
 	a := m.Audit()
 	if q := a.Query(); q.Action != "claim" || q.Before != 0 {
