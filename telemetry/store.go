@@ -44,6 +44,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -214,6 +215,10 @@ func (s *Store) Close() error {
 	})
 	return s.db.Close()
 }
+
+// Snapshot writes a consistent copy of the telemetry file to w, as of one
+// read-only transaction, while appends go on; see [store.DB.Snapshot].
+func (s *Store) Snapshot(w io.Writer) (int64, error) { return s.db.Snapshot(w) }
 
 // Append stores m and returns once it is durable. It implements [Sink].
 // A zero m.Time is replaced by the clock's now; the time is stored in UTC.

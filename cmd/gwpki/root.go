@@ -48,6 +48,7 @@ func newRootCommand() *cobra.Command {
 		newUnlockCommand(),
 		newTelemetryCommand(),
 		newTUICommand(),
+		newBackupCommand(),
 	)
 	return root
 }

@@ -199,6 +199,43 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
+// Download sends a GET for path with the session's bearer token and copies
+// a successful answer's body to w as it arrives, returning the number of
+// bytes copied. Unlike [Client.Do] it reads no more into memory than a copy
+// buffer, and it has no overall time limit (the answer may be large): ctx
+// bounds it. An error answer is returned as *Error and nothing is written.
+func (c *Client) Download(ctx context.Context, path string, w io.Writer) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.session.Server+path, nil)
+	if err != nil {
+		return 0, fmt.Errorf("build request: %w", err)
+	}
+	if c.session.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.session.Token)
+	}
+	hc := *c.http
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		return 0, fmt.Errorf("reach %s: %w", c.session.Server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		e := decodeError(resp.StatusCode, data)
+		e.RetryAfter = resp.Header.Get("Retry-After")
+		return 0, e
+	}
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, fmt.Errorf("download %s: %w", path, err)
+	}
+	return n, nil
+}
+
 // Logout ends the session on the server and removes the session file. The
 // file is removed even if the server cannot be reached or the session had
 // already ended there.

@@ -165,6 +165,7 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer telemetryStore.Close()
 	go telemetryStore.Run(ctx)
+	api.With(accounts.RequireRole(claim.RoleAdmin)).Get("/v1/backup", backupHandler(opts.Dir, st, telemetryStore, auditLog, log))
 	seen := newLastSeen(telemetryStore)
 	mqttBroker, err := newBroker(pick(opts.MQTTAddr, cfg.MQTTAddr), auth, tlsConfig, seen, claims, registry, log)
 	if err != nil {

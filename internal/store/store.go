@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -210,6 +211,23 @@ func (db *DB) View(fn func(*bolt.Tx) error) error {
 		return ErrClosed
 	}
 	return err
+}
+
+// Snapshot writes a consistent copy of the whole file to w, as of one
+// read-only transaction, and returns the number of bytes written. It runs
+// beside the committer: writers are not held up while it copies. The copy
+// is a bbolt file that opens on its own.
+func (db *DB) Snapshot(w io.Writer) (int64, error) {
+	var n int64
+	err := db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("snapshot %s: %w", db.path, err)
+	}
+	return n, nil
 }
 
 // Check verifies the consistency of the whole file (pages, freelist).
