@@ -133,32 +133,13 @@ func startGwpki(ctx context.Context, bin, dataDir, work string, env []string) (*
 
 // waitHealthy polls GET <http_url>/healthz until it answers 200.
 func (g *gwpki) waitHealthy(ctx context.Context) error {
-	client := &http.Client{Timeout: 5 * time.Second}
-	deadline := time.Now().Add(startTimeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		if g.exited() {
-			return g.failure("exited before it was healthy")
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.httpURL+"/healthz", nil)
-		if err != nil {
+	if err := harness.WaitHealthy(ctx, g.httpURL, startTimeout, g.exited); err != nil {
+		if ctx.Err() != nil {
 			return err
 		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET /healthz: %s", resp.Status)
-		}
-		lastErr = err
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
+		return g.failure(err.Error())
 	}
-	return g.failure(fmt.Sprintf("not healthy after %s: %v", startTimeout, lastErr))
+	return nil
 }
 
 // mqttAddr is host:port of the broker's mqtts:// URL.

@@ -117,33 +117,13 @@ func startGwpki(ctx context.Context, bin, dataDir, work string, env []string) (*
 
 // waitHealthy polls GET <http_url>/healthz until it answers 200.
 func waitHealthy(ctx context.Context, s *server, httpURL string) error {
-	client := &http.Client{Timeout: 5 * time.Second}
-	deadline := time.Now().Add(startTimeout)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		if s.exited() {
-			return s.failure("exited before it was healthy")
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpURL+"/healthz", nil)
-		if err != nil {
+	if err := harness.WaitHealthy(ctx, httpURL, startTimeout, s.exited); err != nil {
+		if ctx.Err() != nil {
 			return err
 		}
-		resp, err := client.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET /healthz: %s: %s", resp.Status, bytes.TrimSpace(body))
-		}
-		lastErr = err
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond)
+		return s.failure(err.Error())
 	}
-	return s.failure(fmt.Sprintf("not healthy after %s: %v", startTimeout, lastErr))
+	return nil
 }
 
 // issued is one birth certificate the benchmark asks about.

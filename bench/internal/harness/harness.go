@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -194,4 +195,38 @@ func WriteResults(dir, name string, date time.Time, v any) (string, error) {
 		return "", err
 	}
 	return path, nil
+}
+
+// WaitHealthy polls GET <httpURL>/healthz until it answers 200, for at most
+// timeout. exited reports whether the server process has ended, which ends
+// the wait at once. The error says why it is not healthy, for the caller
+// to put beside the server's log.
+func WaitHealthy(ctx context.Context, httpURL string, timeout time.Duration, exited func() bool) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(timeout)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		if exited() {
+			return errors.New("exited before it was healthy")
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpURL+"/healthz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("GET /healthz: %s: %s", resp.Status, bytes.TrimSpace(body))
+		}
+		lastErr = err
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("not healthy after %s: %v", timeout, lastErr)
 }
