@@ -2,7 +2,6 @@ package ca
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -25,12 +24,9 @@ import (
 	casapi "github.com/smallstep/certificates/cas/apiv1"
 	"github.com/smallstep/certificates/cas/softcas"
 	stepdb "github.com/smallstep/certificates/db"
-	"go.step.sm/crypto/kms"
 	kmsapi "go.step.sm/crypto/kms/apiv1"
 	"go.step.sm/crypto/pemutil"
 
-	"github.com/gwpki/gwpki/ca/crl"
-	"github.com/gwpki/gwpki/ca/ocsp"
 	"github.com/gwpki/gwpki/internal/events"
 	"github.com/gwpki/gwpki/internal/store"
 )
@@ -94,9 +90,9 @@ type Authority struct {
 	bootstrap  *bootstrapProvisioner
 
 	revocations *events.Topic[Revocation]
-	ocsp        *ocsp.Responder
-	crls        *crl.Builder
-	closeKM     func() error
+	issuing     *issuingCA   // the one that issues: chain[0]
+	retired     []*issuingCA // replaced by rotations, not expired yet
+	km          kmsapi.KeyManager
 }
 
 // Open builds the authority for the data directory dir on the store st.
@@ -104,6 +100,9 @@ func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authori
 	l := Layout{dir}
 	cfg, err := LoadConfig(dir)
 	if err != nil {
+		return nil, err
+	}
+	if err := finishRotation(l, cfg); err != nil {
 		return nil, err
 	}
 	if opts.Logger == nil {
@@ -139,8 +138,21 @@ func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authori
 		return nil, err
 	}
 	a.bootstrap = newBootstrapProvisioner(bootstrapKey, a.operationalLifetime())
-	signer, err := a.openSigner(ctx)
+	kmsKey := ""
+	if cfg.KMS != "" {
+		kmsKey = cfg.IntermediateKey
+	}
+	signer, err := a.openSigner(ctx, l.IntermediateKey(), kmsKey)
 	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	if a.issuing, err = newIssuingCA(cfg.IssuerGeneration, chain[0], signer); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if err := a.openRetired(ctx); err != nil {
+		a.Close()
 		return nil, err
 	}
 	httpURL := cfg.PublicHTTPURL
@@ -148,17 +160,20 @@ func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authori
 		httpURL = opts.PublicHTTPURL
 	}
 	if httpURL == "" {
+		a.Close()
 		return nil, errors.New("no public HTTP URL for OCSP and CRL: set public_http_url in config.json")
 	}
+	httpURL = strings.TrimRight(httpURL, "/")
 	soft, err := softcas.New(ctx, casapi.Options{CertificateChain: chain, Signer: signer})
 	if err != nil {
+		a.Close()
 		return nil, fmt.Errorf("create signer: %w", err)
 	}
-	if a.issuer, err = newIssuer(soft, strings.TrimRight(httpURL, "/"), cfg.CRLShards); err != nil {
+	if a.issuer, err = newIssuer(soft, httpURL, httpURL+CRLPath(cfg.IssuerGeneration), cfg.CRLShards); err != nil {
 		a.Close()
 		return nil, err
 	}
-	if err := a.openRevocation(ctx, signer, strings.TrimRight(httpURL, "/")); err != nil {
+	if err := a.openRevocation(ctx, httpURL); err != nil {
 		a.Close()
 		return nil, err
 	}
@@ -167,32 +182,6 @@ func Open(ctx context.Context, dir string, st *store.DB, opts Options) (*Authori
 		return nil, err
 	}
 	return a, nil
-}
-
-// openSigner returns the issuing key: decrypted from its file, or a handle
-// in the PKCS#11 module that never lets the key out.
-func (a *Authority) openSigner(ctx context.Context) (crypto.Signer, error) {
-	if a.cfg.KMS == "" {
-		key, err := pemutil.Read(a.layout.IntermediateKey(), pemutil.WithPassword(a.opts.Password))
-		if err != nil {
-			return nil, fmt.Errorf("read issuing key (wrong password?): %w", err)
-		}
-		s, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("issuing key is a %T, not a signing key", key)
-		}
-		return s, nil
-	}
-	km, err := kms.New(ctx, kmsapi.Options{Type: kmsapi.PKCS11, URI: a.cfg.KMS})
-	if err != nil {
-		return nil, fmt.Errorf("open kms: %w", err)
-	}
-	a.closeKM = km.Close
-	s, err := km.CreateSigner(&kmsapi.CreateSignerRequest{SigningKey: a.cfg.IntermediateKey})
-	if err != nil {
-		return nil, fmt.Errorf("open issuing key in kms: %w", err)
-	}
-	return s, nil
 }
 
 // rebuild makes a new step-ca authority from the current station list and
@@ -371,15 +360,11 @@ func (a *Authority) TLSConfig(ctx context.Context) (*tls.Config, error) {
 	}
 	a.serverCert = sc
 	go sc.renewLoop(ctx, func(err error) { a.log.Error("renew server certificate", "err", err) })
-	pool := x509.NewCertPool()
-	for _, c := range append(append([]*x509.Certificate{}, a.roots...), a.chain...) {
-		pool.AddCert(c)
-	}
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: sc.get,
 		ClientAuth:     tls.VerifyClientCertIfGiven,
-		ClientCAs:      pool,
+		ClientCAs:      a.trustPool(),
 	}, nil
 }
 
@@ -400,8 +385,8 @@ func (a *Authority) Healthy() error {
 
 // Close releases the KMS. The store is the caller's to close.
 func (a *Authority) Close() error {
-	if a.closeKM != nil {
-		return a.closeKM()
+	if a.km != nil {
+		return a.km.Close()
 	}
 	return nil
 }

@@ -36,12 +36,13 @@ type birthCertEncoder struct {
 	policyExt []byte // certificate policies
 	ocspExt   []byte // authority information access
 	akidExt   []byte
-	httpURL   string
+	crlBase   string // the issuer's CRL URL prefix, ending in "/"
 	shards    int
 }
 
 // newBirthCertEncoder returns nil when signer is not an in-process P-256 key.
-func newBirthCertEncoder(parent *x509.Certificate, signer crypto.Signer, httpURL string, shards int) (*birthCertEncoder, error) {
+// Certificates name httpURL/ocsp and their shard's CRL under crlBase.
+func newBirthCertEncoder(parent *x509.Certificate, signer crypto.Signer, httpURL, crlBase string, shards int) (*birthCertEncoder, error) {
 	key, ok := signer.(*ecdsa.PrivateKey)
 	if !ok || key.Curve != elliptic.P256() {
 		return nil, nil
@@ -65,7 +66,7 @@ func newBirthCertEncoder(parent *x509.Certificate, signer crypto.Signer, httpURL
 	if err != nil {
 		return nil, fmt.Errorf("birth certificate prototype: %w", err)
 	}
-	e := &birthCertEncoder{key: key, issuer: parent.RawSubject, httpURL: httpURL, shards: shards}
+	e := &birthCertEncoder{key: key, issuer: parent.RawSubject, crlBase: crlBase, shards: shards}
 	var keyUsage, eku []byte
 	for _, ext := range c.Extensions {
 		b := marshalExtension(ext)
@@ -129,7 +130,7 @@ func (e *birthCertEncoder) tbs(c *birthCert) ([]byte, error) {
 		return nil, err
 	}
 	uri := GatewayURIPrefix + c.gateway
-	crlURL := e.httpURL + "/crl/" + CRLShard(c.serial, e.shards) + ".crl"
+	crlURL := e.crlBase + CRLShard(c.serial, e.shards) + ".crl"
 	b := cryptobyte.NewBuilder(make([]byte, 0, 768))
 	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {

@@ -23,7 +23,7 @@ import (
 func TestBirthCertMatchesX509(t *testing.T) {
 	ca := testpki.NewCA(t, "Birth Test Issuing CA")
 	const httpURL = "http://ca.example:8080"
-	enc, err := newBirthCertEncoder(ca.Cert, ca.Key, httpURL, 256)
+	enc, err := newBirthCertEncoder(ca.Cert, ca.Key, httpURL, httpURL+"/crl/", 256)
 	if err != nil || enc == nil {
 		t.Fatalf("newBirthCertEncoder: %v, %v", enc, err)
 	}
@@ -107,7 +107,7 @@ func TestBirthCertEncoderOnlyForInProcessP256(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := newBirthCertEncoder(ca.Cert, p384, "http://x", 1)
+	enc, err := newBirthCertEncoder(ca.Cert, p384, "http://x", "http://x/crl/", 1)
 	if enc != nil || err != nil {
 		t.Errorf("newBirthCertEncoder(P-384 key) = %v, %v; want nil, nil (the generic path)", enc, err)
 	}
@@ -115,7 +115,7 @@ func TestBirthCertEncoderOnlyForInProcessP256(t *testing.T) {
 
 func BenchmarkBirthCertSign(b *testing.B) {
 	ca := testpki.NewCA(b, "Bench CA")
-	enc, err := newBirthCertEncoder(ca.Cert, ca.Key, "http://ca.example:8080", 256)
+	enc, err := newBirthCertEncoder(ca.Cert, ca.Key, "http://ca.example:8080", "http://ca.example:8080/crl/", 256)
 	if err != nil {
 		b.Fatal(err)
 	}

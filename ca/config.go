@@ -24,6 +24,19 @@ func (l Layout) IntermediateCert() string {
 	return filepath.Join(l.Dir, "certs", "intermediate_ca.crt")
 }
 
+// RetiredIntermediateCert returns where `gwpki ca rotate` keeps the
+// certificate of the issuing CA of generation gen once it is retired. It is
+// beside the current one, so backups (certs/*.crt) carry it.
+func (l Layout) RetiredIntermediateCert(gen int) string {
+	return filepath.Join(l.Dir, "certs", fmt.Sprintf("intermediate_ca_g%d.crt", gen))
+}
+
+// RetiredIntermediateKey returns where a retired issuing CA's key file is
+// kept, encrypted with the CA password as before.
+func (l Layout) RetiredIntermediateKey(gen int) string {
+	return filepath.Join(l.Dir, "secrets", fmt.Sprintf("intermediate_ca_g%d_key", gen))
+}
+
 // RootKey returns the path of the encrypted root CA key.
 func (l Layout) RootKey() string { return filepath.Join(l.Dir, "secrets", "root_ca_key") }
 
@@ -115,6 +128,14 @@ type Config struct {
 	KMS string `json:"kms,omitempty"`
 	// IntermediateKey is the issuing key's name in the KMS ("pkcs11:id=...").
 	IntermediateKey string `json:"intermediate_key,omitempty"`
+	// IssuerGeneration counts the rotations of the issuing CA (`gwpki ca
+	// rotate`): 0 for the one gwpki init made. It places the current
+	// issuing CA's CRLs: /crl/ for generation 0, /crl/g<N>/ after.
+	IssuerGeneration int `json:"issuer_generation,omitempty"`
+	// RetiredIssuers are the issuing CAs that rotations replaced. They
+	// issue nothing more, but what they issued stays trusted, and they keep
+	// answering OCSP and publishing CRLs for it until they expire.
+	RetiredIssuers []RetiredIssuer `json:"retired_issuers,omitempty"`
 	// PasswordInDir is true when the CA key password was generated into
 	// secrets/password; otherwise serve needs --password-file.
 	PasswordInDir bool `json:"password_in_dir"`
@@ -133,6 +154,26 @@ type Config struct {
 	// ClaimLimits tunes the claim attempt limits (docs/claiming.md);
 	// absent or zero fields keep the defaults of DESIGN.md.
 	ClaimLimits ClaimLimits `json:"claim_limits,omitzero"`
+}
+
+// RetiredIssuer is an issuing CA replaced by a rotation. Its certificate
+// is [Layout.RetiredIntermediateCert] of its generation; its key is
+// [Layout.RetiredIntermediateKey] or, with a KMS, KMSKey.
+type RetiredIssuer struct {
+	Generation int       `json:"generation"`
+	KMSKey     string    `json:"kms_key,omitempty"`
+	RetiredAt  time.Time `json:"retired_at"`
+	NotAfter   time.Time `json:"not_after"` // the CA certificate's, for operators
+}
+
+// CRLPath is where the CRLs of the issuing CA of generation gen are
+// published on the HTTP listener: /crl/ for the first, /crl/g<N>/ for the
+// later ones, so that each issuer's shards have URLs of their own.
+func CRLPath(gen int) string {
+	if gen == 0 {
+		return "/crl/"
+	}
+	return fmt.Sprintf("/crl/g%d/", gen)
 }
 
 // ClaimLimits are the claim attempt limits as config.json spells them.

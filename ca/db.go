@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,6 +109,10 @@ type certData struct {
 	// Birth marks a gateway's birth certificate (IDevID) issued to a
 	// station: a gateway has at most one that is not revoked.
 	Birth bool `json:"birth,omitempty"`
+	// Issuer is the issuing CA's key ID (the leaf's authority key
+	// identifier, hex), which tells the issuers apart after a rotation.
+	// Records written before gwpki kept it have none: see [issuerOf].
+	Issuer string `json:"issuer,omitempty"`
 }
 
 // notFoundError is the type of the package's not-found sentinels. It also
@@ -687,7 +692,25 @@ func certDataFor(leaf *x509.Certificate, p provisioner.Interface) *certData {
 
 // newCertData returns the data of leaf that does not depend on who issued it.
 func newCertData(leaf *x509.Certificate) *certData {
-	return &certData{Gateway: indexedGateway(leaf), NotAfter: leaf.NotAfter.UTC()}
+	return &certData{Gateway: indexedGateway(leaf), NotAfter: leaf.NotAfter.UTC(), Issuer: hex.EncodeToString(leaf.AuthorityKeyId)}
+}
+
+// issuerOf returns the key ID of the CA that issued the stored certificate
+// serial whose data is data: the recorded one, or for a record older than
+// that field, the authority key identifier read from the stored DER.
+func issuerOf(tx *bolt.Tx, serial string, data *certData) (string, error) {
+	if data.Issuer != "" {
+		return data.Issuer, nil
+	}
+	der := tx.Bucket(certsBucket).Get([]byte(serial))
+	if der == nil {
+		return "", nil
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "", fmt.Errorf("parse stored certificate %s: %w", serial, err)
+	}
+	return hex.EncodeToString(c.AuthorityKeyId), nil
 }
 
 // indexedGateway is the gateway serial a leaf is indexed under: its gateway

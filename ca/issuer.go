@@ -22,15 +22,16 @@ import (
 type issuer struct {
 	*softcas.SoftCAS
 	notAfter time.Time // the issuing CA's expiry
-	httpURL  string    // base of the OCSP and CRL URLs, no trailing slash
+	httpURL  string    // base of the OCSP URL, no trailing slash
+	crlBase  string    // the CRL URLs' prefix, ending in "/" (see [CRLPath])
 	shards   int
 	birth    *birthCertEncoder // nil when the issuing key is not in-process P-256
 }
 
-func newIssuer(soft *softcas.SoftCAS, httpURL string, shards int) (*issuer, error) {
-	i := &issuer{SoftCAS: soft, notAfter: soft.CertificateChain[0].NotAfter, httpURL: httpURL, shards: shards}
+func newIssuer(soft *softcas.SoftCAS, httpURL, crlBase string, shards int) (*issuer, error) {
+	i := &issuer{SoftCAS: soft, notAfter: soft.CertificateChain[0].NotAfter, httpURL: httpURL, crlBase: crlBase, shards: shards}
 	var err error
-	i.birth, err = newBirthCertEncoder(soft.CertificateChain[0], soft.Signer, httpURL, shards)
+	i.birth, err = newBirthCertEncoder(soft.CertificateChain[0], soft.Signer, httpURL, crlBase, shards)
 	return i, err
 }
 
@@ -100,7 +101,7 @@ func (i *issuer) stampGateway(tpl *x509.Certificate) error {
 		tpl.SerialNumber = sn
 	}
 	tpl.OCSPServer = []string{i.httpURL + "/ocsp"}
-	tpl.CRLDistributionPoints = []string{i.httpURL + "/crl/" + CRLShard(tpl.SerialNumber, i.shards) + ".crl"}
+	tpl.CRLDistributionPoints = []string{i.crlBase + CRLShard(tpl.SerialNumber, i.shards) + ".crl"}
 	return nil
 }
 

@@ -224,14 +224,8 @@ func (a *Authority) Decommissioned(gateway string) (bool, error) {
 }
 
 // ClientCAs is the pool that verifies gateway client certificates: the root
-// and the issuing CA.
-func (a *Authority) ClientCAs() *x509.CertPool {
-	pool := x509.NewCertPool()
-	for _, c := range append(append([]*x509.Certificate{}, a.roots...), a.chain...) {
-		pool.AddCert(c)
-	}
-	return pool
-}
+// and the issuing CAs, the current one and those a rotation retired.
+func (a *Authority) ClientCAs() *x509.CertPool { return a.trustPool() }
 
 // Roots returns the root certificates.
 func (a *Authority) Roots() []*x509.Certificate { return a.roots }

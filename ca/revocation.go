@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
 	"strconv"
@@ -40,6 +41,9 @@ type RevokedCert struct {
 	RevokedAt time.Time
 	Reason    Reason
 	NotAfter  time.Time // the certificate's expiry; zero when unknown
+	// Issuer is the key ID (hex) of the issuing CA that issued it, "" for
+	// a serial not stored: which issuer's OCSP responder and CRLs list it.
+	Issuer string
 }
 
 // Reason is an RFC 5280 CRLReason code.
@@ -220,6 +224,9 @@ func revokeInTx(tx *bolt.Tx, info *db.RevokedCertificateInfo) (rc RevokedCert, o
 	rc = RevokedCert{RevokedAt: info.RevokedAt, Reason: Reason(info.ReasonCode), NotAfter: info.ExpiresAt}
 	if data, err := getCertData(tx, info.Serial); err == nil {
 		rc.Gateway = data.Gateway
+		if rc.Issuer, err = issuerOf(tx, info.Serial, data); err != nil {
+			return RevokedCert{}, false, err
+		}
 		if info.ExpiresAt.IsZero() {
 			info.ExpiresAt = data.NotAfter
 			rc.NotAfter = data.NotAfter
@@ -237,11 +244,30 @@ func revokeInTx(tx *bolt.Tx, info *db.RevokedCertificateInfo) (rc RevokedCert, o
 }
 
 // Revocations calls fn for every revocation record: the CRL builder's
-// [crl.Source].
+// [crl.Source] while there is one issuing CA.
 func (d *DB) Revocations(_ context.Context, fn func(crl.Revoked) error) error {
+	return d.revocationsOf(nil, fn)
+}
+
+// revocationsOf calls fn for every revocation record that keep accepts (nil:
+// all). keep is given the issuer's key ID, "" for a serial not stored.
+func (d *DB) revocationsOf(keep func(issuer string) bool, fn func(crl.Revoked) error) error {
 	serial := new(big.Int)
 	return d.s.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(revokedBucket).ForEach(func(k, v []byte) error {
+			if keep != nil {
+				issuer := ""
+				if data, err := getCertData(tx, string(k)); err == nil {
+					if issuer, err = issuerOf(tx, string(k), data); err != nil {
+						return err
+					}
+				} else if !errors.Is(err, ErrCertificateNotFound) {
+					return err
+				}
+				if !keep(issuer) {
+					return nil
+				}
+			}
 			var info db.RevokedCertificateInfo
 			if err := json.Unmarshal(v, &info); err != nil {
 				return fmt.Errorf("decode revocation of %s: %w", k, err)
@@ -280,14 +306,30 @@ func (d *DB) NextCRLNumbers(ctx context.Context, shards []int) ([]*big.Int, erro
 }
 
 // Lookup tells the OCSP responder what the store knows of serial: its
-// [ocsp.Source].
+// [ocsp.Source] while there is one issuing CA.
 func (d *DB) Lookup(_ context.Context, serial *big.Int) (ocsp.Entry, error) {
+	return d.lookup(serial, "")
+}
+
+// lookup is [DB.Lookup] for the certificates of the issuing CA with key ID
+// issuer ("": any issuer); another issuer's serial is Unknown.
+func (d *DB) lookup(serial *big.Int, issuer string) (ocsp.Entry, error) {
 	key := []byte(serial.String())
 	var e ocsp.Entry
 	err := d.s.View(func(tx *bolt.Tx) error {
 		if tx.Bucket(certsBucket).Get(key) == nil {
 			e.Status = ocsp.Unknown
 			return nil
+		}
+		if issuer != "" {
+			data, err := getCertData(tx, string(key))
+			if err != nil {
+				return err
+			}
+			if got, err := issuerOf(tx, string(key), data); err != nil || got != issuer {
+				e.Status = ocsp.Unknown
+				return err
+			}
 		}
 		v := tx.Bucket(revokedBucket).Get(key)
 		if v == nil {
@@ -302,4 +344,34 @@ func (d *DB) Lookup(_ context.Context, serial *big.Int) (ocsp.Entry, error) {
 		return nil
 	})
 	return e, err
+}
+
+// issuerView is the store as the OCSP responder and the CRL builder of one
+// issuing CA see it once there are several (after a rotation): only the
+// certificates that CA issued. The current CA's view also lists the
+// revocations of serials that are not stored (step-ca's /revoke records
+// them), as the single CA did.
+type issuerView struct {
+	db      *DB
+	keyID   string
+	orphans bool
+}
+
+// Lookup implements [ocsp.Source].
+func (v issuerView) Lookup(_ context.Context, serial *big.Int) (ocsp.Entry, error) {
+	return v.db.lookup(serial, v.keyID)
+}
+
+// Revocations implements [crl.Source].
+func (v issuerView) Revocations(_ context.Context, fn func(crl.Revoked) error) error {
+	return v.db.revocationsOf(func(issuer string) bool {
+		return issuer == v.keyID || (v.orphans && issuer == "")
+	}, fn)
+}
+
+// NextCRLNumbers implements [crl.Source]. The issuers share the counters:
+// each shard's numbers still increase strictly for each issuer, which is
+// all RFC 5280 asks (gaps are allowed).
+func (v issuerView) NextCRLNumbers(ctx context.Context, shards []int) ([]*big.Int, error) {
+	return v.db.NextCRLNumbers(ctx, shards)
 }

@@ -32,6 +32,12 @@ type Config struct {
 	IssuerKey crypto.Signer
 	// Source tells the status of a serial.
 	Source Source
+	// Retired are the responders of the issuing CAs this one replaced
+	// (a key rotation): a request naming one of their issuers is answered
+	// by that responder, with its own responder certificate and cache,
+	// instead of unauthorized, and Run maintains them too. Their own
+	// ServeHTTP and Run are then not used.
+	Retired []*Responder
 
 	// ResponderLifetime is the lifetime of each responder certificate
 	// (default 7 days); a successor is issued when a third of it is left.
@@ -86,6 +92,7 @@ type Responder struct {
 	issuer    *x509.Certificate
 	issuerKey crypto.Signer
 	src       Source
+	retired   []*Responder
 	lifetime  time.Duration
 	validity  time.Duration
 	ids       [len(algs)]certID
@@ -126,6 +133,7 @@ func New(cfg Config) (*Responder, error) {
 		issuer:    cfg.Issuer,
 		issuerKey: cfg.IssuerKey,
 		src:       cfg.Source,
+		retired:   cfg.Retired,
 		lifetime:  orDefault(cfg.ResponderLifetime, DefaultResponderLifetime),
 		validity:  orDefault(cfg.Validity, DefaultValidity),
 		cache:     newCache(orDefault(cfg.MaxCacheEntries, DefaultMaxCacheEntries)),
@@ -205,6 +213,11 @@ func (r *Responder) alg(req *certRequest) int {
 func (r *Responder) answer(ctx context.Context, req *certRequest, now time.Time) (*entry, outcome) {
 	alg := r.alg(req)
 	if alg < 0 {
+		for _, o := range r.retired {
+			if o.alg(req) >= 0 {
+				return o.answer(ctx, req, now)
+			}
+		}
 		return nil, outUnauthorized
 	}
 	var kb [maxKey]byte
@@ -410,4 +423,7 @@ func (r *Responder) maintain() {
 	now := r.now()
 	_, _ = r.currentResponder(now) // logs its own failure
 	r.cache.sweep(now)
+	for _, o := range r.retired {
+		o.maintain()
+	}
 }
