@@ -97,9 +97,15 @@ func (o *devicesOptions) run(cmd *cobra.Command) error {
 		if d.Online {
 			online = "yes"
 		}
+		// A revoked (decommissioned) gateway can never come back: say so
+		// where the claim state would be, as the TUI does.
+		state := d.State
+		if d.Revoked {
+			state = "revoked"
+		}
 		// What a station sent (the model) is shown escaped, never raw;
 		// auditCell shows an empty org as "-".
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", auditCell(d.Serial), auditCell(d.Model), auditCell(d.State),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", auditCell(d.Serial), auditCell(d.Model), auditCell(state),
 			auditCell(d.Org), auditCell(d.Station), online, timeCell(d.LastSeen, time.RFC3339), timeCell(d.CertNotAfter, time.DateOnly),
 			d.IDevIDNotAfter.UTC().Format(time.DateOnly), d.RegisteredAt.UTC().Format(time.RFC3339))
 	}

@@ -49,6 +49,7 @@ func newRootCommand() *cobra.Command {
 		newTelemetryCommand(),
 		newTUICommand(),
 		newBackupCommand(),
+		newDemoCommand(),
 		newCACommand(),
 	)
 	return root

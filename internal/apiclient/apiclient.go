@@ -64,15 +64,30 @@ type Client struct {
 // Login logs in to server (an https URL) trusting only the root CA in
 // rootPEM, and saves the session to [SessionPath] for later commands.
 func Login(ctx context.Context, server string, rootPEM []byte, username, password string) (*Client, error) {
-	server, err := normaliseServer(server)
-	if err != nil {
-		return nil, err
-	}
 	path, err := SessionPath()
 	if err != nil {
 		return nil, err
 	}
-	c, err := newClient(Session{Server: server, RootPEM: string(rootPEM), Username: username}, path)
+	c, err := Open(ctx, server, rootPEM, username, password)
+	if err != nil {
+		return nil, err
+	}
+	if err := saveSession(path, c.session); err != nil {
+		return nil, err
+	}
+	c.path = path
+	return c, nil
+}
+
+// Open logs in like [Login] but keeps the session in memory only, so a
+// program that acts as several users (gwpki demo) leaves the saved session
+// alone. Its Logout removes no file.
+func Open(ctx context.Context, server string, rootPEM []byte, username, password string) (*Client, error) {
+	server, err := normaliseServer(server)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newClient(Session{Server: server, RootPEM: string(rootPEM), Username: username}, "")
 	if err != nil {
 		return nil, err
 	}
@@ -95,9 +110,6 @@ func Login(ctx context.Context, server string, rootPEM []byte, username, passwor
 	c.session.ExpiresAt = resp.ExpiresAt
 	c.session.Role = resp.User.Role
 	c.session.Org = resp.User.Org
-	if err := saveSession(path, c.session); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 
@@ -244,6 +256,9 @@ func (c *Client) Logout(ctx context.Context) error {
 	var apiErr *Error
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized {
 		err = nil
+	}
+	if c.path == "" {
+		return err
 	}
 	if rmErr := removeSession(c.path); rmErr != nil {
 		return errors.Join(err, rmErr)
