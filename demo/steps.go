@@ -325,7 +325,7 @@ func (s *story) telemetry(ctx context.Context) error {
 	}
 	msgs := page.Messages
 	for _, m := range msgs[max(0, len(msgs)-3):] {
-		s.n.say("%s  %s  %s", m.Time.Local().Format("15:04:05.000"), m.Topic, m.Payload)
+		s.n.say("%s  %s  %s", m.Time.Local().Format("15:04:05.000"), m.Topic, clip(string(m.Payload), 72))
 	}
 	s.n.ok("%d messages stored, %d of them since the operator first looked; every one was durable before its PUBACK",
 		len(msgs), len(msgs)-first)
@@ -436,6 +436,14 @@ func getJSON(ctx context.Context, hc *http.Client, url string, out any) error {
 		return fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
 	}
 	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
+}
+
+// clip shortens s to n runes for the narration.
+func clip(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }
 
 // rel shortens a path under the story's directory for the narration.
