@@ -11,8 +11,9 @@ DATA_DIR ?= ./gwpki-data
 FUZZTIME ?= 20s
 STATICCHECK_VERSION := v0.8.2
 BENCHFLAGS ?=
+SOAKFLAGS ?=
 
-.PHONY: help build run test bench bench-ocsp bench-provision bench-mqtt fuzz lint fmt-check
+.PHONY: help build run test bench bench-ocsp bench-provision bench-mqtt soak fuzz lint fmt-check
 
 help: ## show this help
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -41,6 +42,9 @@ bench-mqtt: ## benchmark the MQTT broker: gwpki vs mosquitto, connect storm and 
 	@command -v /usr/sbin/mosquitto >/dev/null 2>&1 || command -v mosquitto >/dev/null 2>&1 || \
 		{ echo "mosquitto broker missing: sudo apt-get install mosquitto" >&2; exit 1; }
 	go run ./bench/mqtt $(BENCHFLAGS)
+
+soak: ## soak: 2,000 simulated gateways for 10 min, fail if the server's goroutines or memory grow (SOAKFLAGS=...)
+	go run ./bench/soak $(SOAKFLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME (default 20s) each
 	@scripts/fuzz.sh $(FUZZTIME)
