@@ -45,6 +45,9 @@ func TestScripts(t *testing.T) {
 			env.Setenv("STEPPATH", filepath.Join(env.WorkDir, ".step"))
 			env.Setenv("GWPKI_CONFIG_DIR", filepath.Join(env.WorkDir, ".gwpki"))
 			env.Setenv("HOME", env.WorkDir)
+			// Under -race every gwpki process sleeps a second at exit (for
+			// late reports); scripts run dozens of them.
+			env.Setenv("GORACE", "atexit_sleep_ms=100")
 			env.Setenv("PATH", env.Getenv("PATH")+string(os.PathListSeparator)+filepath.Join(build.Default.GOPATH, "bin"))
 			return nil
 		},
