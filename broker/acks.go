@@ -34,6 +34,8 @@ type ackQueue struct {
 type pendingAck struct {
 	packetID uint16
 	ack      bool // QoS 1: a PUBACK is owed
+	code     byte // its reason code: 0 success, else a refusal (MQTT 5 only)
+	cut      bool // refused, and the client (MQTT 3.1.1) is to be disconnected here
 	button   bool // a claim button press, reported once stored
 	done     bool
 	err      error
@@ -47,22 +49,39 @@ func newAckQueue(inflight int) *ackQueue {
 // blocks while the gateway already has its whole window in flight, which
 // is the back-pressure an MQTT client expects.
 func (b *Broker) store(cl *mqtt.Client, c *conn, pk packets.Packet, m telemetry.Message, button bool) {
-	q := c.acks
-	select {
-	case q.slots <- struct{}{}:
-	case <-b.ctx.Done():
+	p := &pendingAck{packetID: pk.PacketID, ack: pk.FixedHeader.Qos > 0, button: button}
+	if !b.enqueue(c.acks, p) {
 		return
 	}
-	p := &pendingAck{packetID: pk.PacketID, ack: pk.FixedHeader.Qos > 0, button: button}
-	q.mu.Lock()
-	q.pending = append(q.pending, p)
-	q.mu.Unlock()
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		err := b.opts.Sink.Append(b.ctx, m)
 		b.complete(cl, c, p, err)
 	}()
+}
+
+// refuse queues p, a message that is not stored, so that its negative
+// PUBACK (or, for p.cut, the disconnection) comes in order after the
+// acknowledgements of the gateway's earlier messages.
+func (b *Broker) refuse(cl *mqtt.Client, c *conn, p *pendingAck) {
+	if b.enqueue(c.acks, p) {
+		b.complete(cl, c, p, nil)
+	}
+}
+
+// enqueue waits for a slot in q's window and appends p; it returns false
+// if the broker closed meanwhile.
+func (b *Broker) enqueue(q *ackQueue, p *pendingAck) bool {
+	select {
+	case q.slots <- struct{}{}:
+	case <-b.ctx.Done():
+		return false
+	}
+	q.mu.Lock()
+	q.pending = append(q.pending, p)
+	q.mu.Unlock()
+	return true
 }
 
 // complete records the outcome of one append and sends, in order, the
@@ -86,30 +105,37 @@ func (b *Broker) complete(cl *mqtt.Client, c *conn, p *pendingAck, err error) {
 	runtime.Gosched()
 	for {
 		q.mu.Lock()
-		acks, pressed := b.takeDue(cl, c, q)
-		if len(acks) == 0 && !pressed {
+		acks, pressed, stop := b.takeDue(c, q)
+		if len(acks) == 0 && !pressed && stop == nil {
 			q.flushing = false
 			q.mu.Unlock()
 			return
 		}
 		// Written under the queue's lock: the next flusher's PUBACKs
-		// must not overtake these.
-		if len(acks) > 0 && !q.failed {
+		// must not overtake these. They are the PUBACKs due before a
+		// failure or a cut, if takeDue met one.
+		written := true
+		if len(acks) > 0 {
 			if err := writeRaw(cl, acks); err != nil {
-				q.failed = true
+				q.failed, written = true, false
 			}
 		}
+		if stop != nil {
+			b.disconnect(cl, *stop)
+		}
 		q.mu.Unlock()
-		if pressed && !q.failed {
+		if pressed && written {
 			b.claimButton(c)
 		}
 	}
 }
 
 // takeDue removes the finished messages at the head of q and returns the
-// PUBACKs they are owed and whether one was a claim button press. q.mu is
-// held.
-func (b *Broker) takeDue(cl *mqtt.Client, c *conn, q *ackQueue) (acks []byte, pressed bool) {
+// PUBACKs they are owed, whether one was a claim button press, and, when
+// it met a failed store or a cut, the reason to disconnect the client
+// with once those PUBACKs are written. From then on q is failed: nothing
+// more is acknowledged. q.mu is held.
+func (b *Broker) takeDue(c *conn, q *ackQueue) (acks []byte, pressed bool, stop *packets.Code) {
 	for len(q.pending) > 0 && q.pending[0].done {
 		head := q.pending[0]
 		q.pending = q.pending[1:]
@@ -122,21 +148,30 @@ func (b *Broker) takeDue(cl *mqtt.Client, c *conn, q *ackQueue) (acks []byte, pr
 				"reason", "store failed", "error", head.err)
 			// The gateway resends what was not acknowledged when it
 			// reconnects.
-			b.disconnect(cl)
+			stop = &packets.ErrUnspecifiedError
+		case head.cut:
+			q.failed = true
+			stop = &packets.ErrQuotaExceeded
 		default:
 			if head.ack {
-				acks = appendPuback(acks, head.packetID)
+				acks = appendPuback(acks, head.packetID, head.code)
 			}
 			pressed = pressed || head.button
 		}
 	}
-	return acks, pressed
+	return acks, pressed, stop
 }
 
-// appendPuback appends a PUBACK for packetID: the same four bytes in MQTT
-// 3.1.1 and 5 (MQTT 5 leaves out a success reason code without properties).
-func appendPuback(b []byte, packetID uint16) []byte {
-	return append(b, packets.Puback<<4, 2, byte(packetID>>8), byte(packetID))
+// appendPuback appends a PUBACK for packetID with reason code code. A
+// success is the same four bytes in MQTT 3.1.1 and 5 (MQTT 5 leaves out a
+// success reason code without properties); a refusal, MQTT 5 only, adds
+// the reason code and no property length ([MQTT-3.4.2.2.1]: a remaining
+// length below 4 means no properties).
+func appendPuback(b []byte, packetID uint16, code byte) []byte {
+	if code == 0 {
+		return append(b, packets.Puback<<4, 2, byte(packetID>>8), byte(packetID))
+	}
+	return append(b, packets.Puback<<4, 3, byte(packetID>>8), byte(packetID), code)
 }
 
 // writeRaw writes encoded packets to the client's connection under the

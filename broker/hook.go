@@ -136,6 +136,11 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 		return
 	}
 	h.b.ended(c)
+	if err == nil {
+		// Stopped by the broker (a failed store, a publish over the rate
+		// limit) or by a DISCONNECT: mochi keeps the cause.
+		err = cl.StopCause()
+	}
 	h.b.log.Info("mqtt gateway disconnected", "gateway", c.gateway, "cert_serial", c.certSerial,
 		"reason", fmt.Sprint(err))
 }
@@ -147,12 +152,16 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
 // once for ErrRejectPacket; any other error except packets.CodeSuccessIgnore
 // would be acknowledged as success to an MQTT 3 client, stored or not.
 // Gateways talk only to the server, so nothing is routed or retained.
+// A publish over the gateway's rate is refused (refuseOverLimit) and not
+// stored.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil // the broker's own cmd/ publishes (NotifyClaimed)
 	}
 	c, ok := gatewayConn(cl)
-	if !ok {
+	if !ok || c.cut.Load() {
+		// c.cut: an MQTT 3.1.1 client went over its rate and is being
+		// disconnected; nothing it sends from then on is stored.
 		return pk, packets.ErrRejectPacket
 	}
 	// mochi's ACL check ran on the topic as sent; check again after topic
@@ -162,10 +171,20 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			"topic", pk.TopicName, "reason", "topic not allowed")
 		return pk, packets.ErrRejectPacket
 	}
+	// The gateway's rate limit (c.bucket is set when its session is
+	// established, before mochi reads any PUBLISH).
+	now := time.Now()
+	if c.bucket == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	if !c.bucket.take(now, h.b.limits.rate, h.b.limits.burst) {
+		h.b.refuseOverLimit(cl, c, pk)
+		return pk, packets.ErrRejectPacket
+	}
 	m := telemetry.Message{
 		Gateway: c.gateway,
 		Topic:   pk.TopicName,
-		Time:    time.Now().UTC(),
+		Time:    now.UTC(),
 		Payload: bytes.Clone(pk.Payload),
 	}
 	button := pk.TopicName == stateTopic(c.gateway) && claimButtonPressed(pk.Payload)

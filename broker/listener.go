@@ -26,7 +26,9 @@ type conn struct {
 	certSerial string   // decimal serial of the client certificate
 	gateway    string   // what Authenticate returned; empty until it succeeded
 	revoked    atomic.Bool
-	acks       *ackQueue // the QoS 1 messages on their way to the store
+	acks       *ackQueue   // the QoS 1 messages on their way to the store
+	bucket     *bucket     // the gateway's publish rate limit, from its session's start
+	cut        atomic.Bool // over the limit (MQTT 3.1.1): nothing more is stored
 }
 
 // listener is a mochi listeners.Listener that does the TLS handshake itself,

@@ -154,6 +154,8 @@ type Config struct {
 	// ClaimLimits tunes the claim attempt limits (docs/claiming.md);
 	// absent or zero fields keep the defaults of DESIGN.md.
 	ClaimLimits ClaimLimits `json:"claim_limits,omitzero"`
+	// MQTTLimits are the broker's limits (config_mqtt.go, docs/broker.md).
+	MQTTLimits MQTTLimits `json:"mqtt_limits,omitzero"`
 }
 
 // RetiredIssuer is an issuing CA replaced by a rotation. Its certificate

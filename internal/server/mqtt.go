@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gwpki/gwpki/broker"
 	"github.com/gwpki/gwpki/ca"
 	"github.com/gwpki/gwpki/claim"
@@ -18,14 +20,23 @@ import (
 // request that caused them is answered (event subscribers run in the
 // publisher's goroutine; the broker only closes sockets and queues a
 // message there).
-func newBroker(addr string, auth *ca.Authority, serverTLS *tls.Config, sink telemetry.Sink,
+func newBroker(addr string, limits ca.MQTTLimits, auth *ca.Authority, serverTLS *tls.Config, sink telemetry.Sink,
 	claims *claim.Claims, registry *claim.Registry, log *slog.Logger,
 ) (*broker.Broker, error) {
+	opts := brokerLimits(limits)
 	b, err := broker.New(broker.Options{
-		Addr:         addr,
-		TLSConfig:    &tls.Config{GetCertificate: serverTLS.GetCertificate, ClientCAs: auth.ClientCAs()},
-		Authenticate: auth.AuthenticateOperational,
-		Sink:         sink,
+		Addr:             addr,
+		MaxClients:       opts.MaxClients,
+		MaxPacketSize:    opts.MaxPacketSize,
+		ReceiveMaximum:   opts.ReceiveMaximum,
+		SessionExpiry:    opts.SessionExpiry,
+		HandshakeTimeout: opts.HandshakeTimeout,
+		ConnectTimeout:   opts.ConnectTimeout,
+		PublishRate:      opts.PublishRate,
+		PublishBurst:     opts.PublishBurst,
+		TLSConfig:        &tls.Config{GetCertificate: serverTLS.GetCertificate, ClientCAs: auth.ClientCAs()},
+		Authenticate:     auth.AuthenticateOperational,
+		Sink:             sink,
 		OnClaimButton: func(ctx context.Context, gateway string) error {
 			_, err := claims.PressButton(ctx, gateway, "mqtt")
 			return err
@@ -57,4 +68,29 @@ func newBroker(addr string, auth *ca.Authority, serverTLS *tls.Config, sink tele
 		}
 	})
 	return b, nil
+}
+
+// brokerLimits carries config.json's mqtt_limits (checked by
+// MQTTLimits.Validate when the configuration is read) into broker.Options;
+// zero stays zero: the broker's default.
+func brokerLimits(l ca.MQTTLimits) broker.Options {
+	return broker.Options{
+		MaxClients:       l.MaxClients,
+		MaxPacketSize:    l.MaxPacketSize,
+		ReceiveMaximum:   l.ReceiveMaximum,
+		SessionExpiry:    l.SessionExpiry.Duration,
+		HandshakeTimeout: l.HandshakeTimeout.Duration,
+		ConnectTimeout:   l.ConnectTimeout.Duration,
+		PublishRate:      l.PublishRate,
+		PublishBurst:     l.PublishBurst,
+	}
+}
+
+// publishLimitedMetric counts the broker's refusals of publishes over a
+// gateway's rate.
+func publishLimitedMetric(b *broker.Broker) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "gwpki_mqtt_publish_limited_total",
+		Help: "MQTT publishes refused (not stored) because their gateway went over its publish rate limit.",
+	}, func() float64 { return float64(b.PublishLimited()) })
 }

@@ -82,6 +82,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.MQTTLimits.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", ca.Layout{Dir: opts.Dir}.Config(), err)
+	}
 	var password []byte
 	if opts.PasswordFile != "" {
 		if password, err = ca.ReadPasswordFile(opts.PasswordFile); err != nil {
@@ -167,11 +170,12 @@ func Run(ctx context.Context, opts Options) error {
 	go telemetryStore.Run(ctx)
 	api.With(accounts.RequireRole(claim.RoleAdmin)).Get("/v1/backup", backupHandler(opts.Dir, st, telemetryStore, auditLog, log))
 	seen := newLastSeen(telemetryStore)
-	mqttBroker, err := newBroker(pick(opts.MQTTAddr, cfg.MQTTAddr), auth, tlsConfig, seen, claims, registry, log)
+	mqttBroker, err := newBroker(pick(opts.MQTTAddr, cfg.MQTTAddr), cfg.MQTTLimits, auth, tlsConfig, seen, claims, registry, log)
 	if err != nil {
 		return fmt.Errorf("listen for MQTT: %w", err)
 	}
 	defer mqttBroker.Close()
+	reg.MustRegister(publishLimitedMetric(mqttBroker))
 	registry.SetFleetSources(fleetSources(auth, mqttBroker, telemetryStore, seen, time.Now))
 	mqttURL := "mqtts://" + hostPort(cfg.Hostnames[0], mqttBroker.Addr())
 	pool, err := mqttPool(cfg, mqttURL)
