@@ -56,8 +56,9 @@ type CA interface {
 	Roots() []*x509.Certificate
 }
 
-// Registered reports whether a gateway is in the device registry.
-type Registered func(ctx context.Context, gateway string) (bool, error)
+// Registered reports whether a gateway is in the device registry, and the
+// serial (decimal) of the birth certificate it is registered with.
+type Registered func(ctx context.Context, gateway string) (idevidSerial string, ok bool, err error)
 
 // Limits on bootstraps: a gateway with a good certificate could otherwise
 // make the CA issue and store certificates as fast as it asks.
@@ -106,13 +107,21 @@ func (s *Service) handle(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	gateway := id.Gateway
-	switch ok, err := s.registered(ctx, gateway); {
+	switch idevid, ok, err := s.registered(ctx, gateway); {
 	case err != nil:
 		httpapi.WriteError(w, r, err)
 		return
 	case !ok:
 		s.refuse(w, r, gateway, httpapi.Errorf(http.StatusForbidden, "gateway %s is not registered", gateway).
 			WithHint("a line station registers every gateway it provisions (gwpki provision)"))
+		return
+	case id.Birth && id.Serial != idevid:
+		// A birth certificate the CA issued but the registry never took
+		// (a reissue it refused, or one the station has not registered
+		// yet) is no identity: only the registered one bootstraps.
+		s.refuse(w, r, gateway, httpapi.Errorf(http.StatusForbidden,
+			"birth certificate %s is not the one gateway %s is registered with", id.Serial, gateway).
+			WithHint("a station registers every birth certificate it obtains (gwpki provision, also with --reissue)"))
 		return
 	}
 	switch gone, err := s.ca.Decommissioned(gateway); {

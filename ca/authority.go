@@ -81,6 +81,9 @@ type Authority struct {
 	log     *slog.Logger
 
 	current atomic.Pointer[state]
+	// claimed tells the sign endpoint whether a gateway is claimed
+	// ([Authority.SetClaimed]).
+	claimed atomic.Pointer[ClaimedFunc]
 
 	reloadMu      sync.Mutex
 	stationsStamp time.Time // mtime of stations.json at the last build

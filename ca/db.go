@@ -302,8 +302,10 @@ func (d *DB) UseStationToken(expiry time.Time, tok string) (bool, error) {
 // gateway has one birth certificate that is not revoked: the certificate
 // with serial replaces (decimal, "" for none) is revoked as superseded in
 // the same write, and any other one makes it fail with
-// [ErrBirthCertificateExists]. It returns [ErrTokenUsed] when the token was
-// used before. Either way nothing is stored then. A superseded certificate
+// [ErrBirthCertificateExists]. A gateway that has birth certificates, all
+// of them revoked, is decommissioned and gets no new one:
+// [ErrGatewayDecommissioned]. It returns [ErrTokenUsed] when the token was
+// used before. In every case nothing is stored then. A superseded certificate
 // is published as a [Revocation] by actor.
 func (d *DB) StoreBirthCertificate(p provisioner.Interface, expiry time.Time, tok, replaces, actor string, chain ...*x509.Certificate) error {
 	if len(chain) == 0 || chain[0] == nil {
@@ -326,9 +328,15 @@ func (d *DB) StoreBirthCertificate(p provisioner.Interface, expiry time.Time, to
 		if b.Get(key) != nil {
 			return store.Refuse(ErrTokenUsed)
 		}
-		current, err := birthCertificates(tx, rec.Gateway)
+		current, born, err := birthCertificates(tx, rec.Gateway)
 		if err != nil {
 			return err
+		}
+		if born && len(current) == 0 {
+			// Every birth certificate of the gateway is revoked: it is
+			// decommissioned (also when it was revoked between the
+			// caller's look-up and this write), and stays so.
+			return store.Refuse(ErrGatewayDecommissioned)
 		}
 		for _, c := range current {
 			if c != replaces {
@@ -359,12 +367,20 @@ func (d *DB) StoreBirthCertificate(p provisioner.Interface, expiry time.Time, to
 // BirthCertificate returns the gateway's birth certificate that is not
 // revoked, or an error matching [ErrCertificateNotFound].
 func (d *DB) BirthCertificate(gateway string) (*CertRecord, error) {
-	var rec *CertRecord
-	err := d.s.View(func(tx *bolt.Tx) error {
-		current, err := birthCertificates(tx, gateway)
+	rec, _, err := d.currentBirthCertificate(gateway)
+	return rec, err
+}
+
+// currentBirthCertificate is [DB.BirthCertificate], also reporting whether
+// the gateway has any birth certificate, revoked or not: born without a
+// current one is decommissioned.
+func (d *DB) currentBirthCertificate(gateway string) (rec *CertRecord, born bool, err error) {
+	err = d.s.View(func(tx *bolt.Tx) error {
+		current, b, err := birthCertificates(tx, gateway)
 		if err != nil {
 			return err
 		}
+		born = b
 		if len(current) == 0 {
 			return ErrCertificateNotFound
 		}
@@ -372,35 +388,37 @@ func (d *DB) BirthCertificate(gateway string) (*CertRecord, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("birth certificate of %s: %w", gateway, err)
+		return nil, born, fmt.Errorf("birth certificate of %s: %w", gateway, err)
 	}
-	return rec, nil
+	return rec, born, nil
 }
 
 // birthCertificates returns the serials of gateway's birth certificates
-// that are not revoked, oldest first.
-func birthCertificates(tx *bolt.Tx, gateway string) ([]string, error) {
+// that are not revoked, oldest first, and whether the gateway has any birth
+// certificate at all, revoked or not (born with none current is
+// decommissioned, as [Authority.Decommissioned] says).
+func birthCertificates(tx *bolt.Tx, gateway string) (current []string, born bool, err error) {
 	if gateway == "" {
-		return nil, nil
+		return nil, false, nil
 	}
-	var out []string
 	prefix := indexPrefix(gateway)
 	revoked := tx.Bucket(revokedBucket)
 	c := tx.Bucket(byGatewayBucket).Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 		serial := string(k[len(prefix):])
-		if revoked.Get([]byte(serial)) != nil {
-			continue
-		}
 		data, err := getCertData(tx, serial)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		if data.Birth {
-			out = append(out, serial)
+		if !data.Birth {
+			continue
+		}
+		born = true
+		if revoked.Get([]byte(serial)) == nil {
+			current = append(current, serial)
 		}
 	}
-	return out, nil
+	return current, born, nil
 }
 
 // stationTokenEntry is the used-token record of tok: its key, expiry

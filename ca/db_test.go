@@ -438,6 +438,22 @@ func TestDBStoreBirthCertificate(t *testing.T) {
 	if _, err := d.BirthCertificate("GW-NONE"); !errors.Is(err, ca.ErrCertificateNotFound) {
 		t.Errorf("BirthCertificate of an unknown gateway: %v; want ErrCertificateNotFound", err)
 	}
+
+	// Decommissioned (every birth certificate revoked, here after the
+	// caller looked up 701 as the one to replace): no new one, in the
+	// same write that would have stored it.
+	if _, _, err := d.RevokeGateway(context.Background(), "GW-T", ca.ReasonCessationOfOperation, "user:admin", ""); err != nil {
+		t.Fatal(err)
+	}
+	third := dbTestCert(t, dbTestLeaf{serial: 702, gateway: "GW-T"})
+	for _, replaces := range []string{"701", ""} {
+		if err := d.StoreBirthCertificate(dbTestProvisioner("line1"), exp, "tok-5"+replaces, replaces, "station:line1", third); !errors.Is(err, ca.ErrGatewayDecommissioned) {
+			t.Errorf("birth certificate of a decommissioned gateway (replacing %q): %v; want ErrGatewayDecommissioned", replaces, err)
+		}
+	}
+	if _, err := d.Certificate("702"); !errors.Is(err, ca.ErrCertificateNotFound) {
+		t.Errorf("certificate for a decommissioned gateway: %v; want not stored", err)
+	}
 }
 
 func TestDBRevoke(t *testing.T) {

@@ -47,3 +47,8 @@ var ErrTokenUsed = errors.New("token already used")
 // the gateway already has a birth certificate that is not revoked and the
 // new one does not replace it.
 var ErrBirthCertificateExists = errors.New("gateway already has a birth certificate")
+
+// ErrGatewayDecommissioned is returned by [DB.StoreBirthCertificate] when
+// every birth certificate of the gateway is revoked: a decommissioned
+// gateway gets no new birth certificate, reissue or not.
+var ErrGatewayDecommissioned = errors.New("gateway is decommissioned")

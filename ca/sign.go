@@ -225,6 +225,8 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 	case errors.Is(err, errBirthCertConflict):
 		return nil, a.spendToken(expiry, body.OTT, errs.New(http.StatusConflict,
 			"gateway %s already has a birth certificate (serial %s) for another key; a reissue token replaces it", serial, replaces))
+	case errors.Is(err, ErrGatewayDecommissioned):
+		return nil, a.spendToken(expiry, body.OTT, errDecommissioned(serial))
 	case err != nil:
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "look up birth certificate")
 	case same != nil:
@@ -232,6 +234,22 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 			return nil, err
 		}
 		return append([]*x509.Certificate{same}, a.issuer.CertificateChain...), nil
+	}
+	if replaces != "" {
+		// A reissue: never of a gateway an organisation has claimed. The
+		// registry checks again, in the transaction that records the
+		// reissue, for a claim that arrives after this look-up.
+		switch claimed, err := a.reissueClaimed(ctx, serial); {
+		case err != nil:
+			a.log.Error("station reissue refused: cannot tell whether the gateway is claimed", "station", p.Name, "gateway", serial, "err", err)
+			return nil, a.spendToken(expiry, body.OTT, errs.New(http.StatusServiceUnavailable,
+				"cannot tell whether gateway %s is claimed; try again", serial))
+		case claimed:
+			a.log.Warn("station reissue of a claimed gateway refused", "station", p.Name, "gateway", serial)
+			return nil, a.spendToken(expiry, body.OTT, errs.New(http.StatusConflict,
+				"gateway %s is claimed by an organisation: a station may not reissue its birth certificate; "+
+					"the owning organisation unclaims it first (gwpki unclaim %s), or an admin does", serial, serial))
+		}
 	}
 	ext, err := (&provisioner.Extension{Type: provisioner.TypeJWK, Name: p.Name, CredentialID: p.Key.KeyID}).ToExtension()
 	if err != nil {
@@ -257,6 +275,9 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 	case errors.Is(err, ErrBirthCertificateExists):
 		// Another key for the same gateway won a race.
 		return nil, errs.New(http.StatusConflict, "gateway %s already has a birth certificate", serial)
+	case errors.Is(err, ErrGatewayDecommissioned):
+		// Revoked between the look-up and the write.
+		return nil, errDecommissioned(serial)
 	case err != nil:
 		return nil, errs.Wrap(http.StatusInternalServerError, err, "store certificate")
 	}
@@ -266,15 +287,27 @@ func (a *Authority) issueIDevID(ctx context.Context, st *state, p *stationProvis
 // errBirthCertConflict is currentBirthCert's "another key, no reissue".
 var errBirthCertConflict = errors.New("gateway has a birth certificate for another key")
 
+// errDecommissioned is the sign endpoint's refusal for a decommissioned
+// gateway.
+func errDecommissioned(gateway string) error {
+	return errs.New(http.StatusConflict,
+		"gateway %s is decommissioned: its birth certificates are revoked, and decommissioned gateways stay revoked; "+
+			"provision a replacement under a new serial", gateway)
+}
+
 // currentBirthCert applies "one birth certificate per gateway" to a request
 // for csr: when the gateway's current birth certificate is for the same key
 // it returns it as same (a line station finishing a batch after a crash
 // gets what it was issued, reissue or not); for another key it returns
 // that certificate's serial as replaces, with errBirthCertConflict unless
-// the token asks for a reissue.
+// the token asks for a reissue. A gateway that has birth certificates, all
+// revoked, is decommissioned ([Authority.Decommissioned]):
+// [ErrGatewayDecommissioned], reissue or not.
 func (a *Authority) currentBirthCert(gateway string, csr *x509.CertificateRequest, reissue bool) (same *x509.Certificate, replaces string, err error) {
-	current, err := a.db.BirthCertificate(gateway)
+	current, born, err := a.db.currentBirthCertificate(gateway)
 	switch {
+	case errors.Is(err, ErrCertificateNotFound) && born:
+		return nil, "", ErrGatewayDecommissioned
 	case errors.Is(err, ErrCertificateNotFound):
 		return nil, "", nil
 	case err != nil:

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -45,6 +46,18 @@ var (
 	// is registered already, with the same birth certificate, as another
 	// model: a repeated registration must repeat the first one.
 	ErrModelConflict = errors.New("gateway registered already as another model")
+
+	// ErrReissueClaimed is returned by [Registry.Register] for a reissue
+	// of a gateway that an organisation has claimed: a line station may
+	// not replace a deployed gateway's birth certificate. The owning
+	// organisation (or an admin) unclaims it first.
+	ErrReissueClaimed = errors.New("reissue of a claimed gateway")
+
+	// ErrReissueDecommissioned is returned by [Registry.Register] for a
+	// reissue of a gateway whose registered birth certificate was revoked
+	// for a reason other than superseded (gwpki revoke): decommissioned
+	// gateways stay revoked.
+	ErrReissueDecommissioned = errors.New("reissue of a decommissioned gateway")
 
 	// ErrDeviceNotFound is returned by [Registry.Device] for a serial that
 	// is not registered.
@@ -228,7 +241,22 @@ type Registry struct {
 	log   *slog.Logger
 	// fleet supplies the read-only fleet fields; see [Registry.SetFleetSources].
 	fleet FleetSources
+	// retired tells whether a birth certificate was revoked for good; see
+	// [Registry.SetRetiredCheck].
+	retired atomic.Pointer[RetiredCheck]
 }
+
+// RetiredCheck reports whether the birth certificate with serial (decimal)
+// was revoked for a reason other than superseded, which makes its gateway
+// decommissioned. gwpki serve wires the CA's answer
+// (ca.Authority.BirthCertificateRetired).
+type RetiredCheck func(ctx context.Context, certSerial string) (bool, error)
+
+// SetRetiredCheck sets how [Registry.Register] learns that a gateway's
+// registered birth certificate was revoked for good, to refuse its reissue
+// with [ErrReissueDecommissioned]. Without it, Register refuses every
+// reissue of a registered gateway (fail closed).
+func (r *Registry) SetRetiredCheck(f RetiredCheck) { r.retired.Store(&f) }
 
 // NewRegistry returns the registry kept in db, creating its bucket if
 // needed. key is the server's claim key (at least 32 bytes, see
@@ -281,7 +309,11 @@ func (r *Registry) credentials(serial string, generation int) Credentials {
 // [ErrRegisteredWithOtherCert] unless req.Reissue is set: then the device
 // takes the new certificate, the registering station and the model, and
 // its generation grows by one, which retires its old claim secret, label
-// code and display codes.
+// code and display codes. A reissue is refused with [ErrReissueClaimed]
+// when the gateway is claimed (checked in the store transaction that
+// records the reissue, so a claim that raced it wins) and with
+// [ErrReissueDecommissioned] when its registered birth certificate was
+// revoked for a reason other than superseded ([Registry.SetRetiredCheck]).
 //
 // It returns errors wrapping [ErrInvalidSerial] or [ErrInvalidModel] for a
 // bad request, [ErrCertificateMismatch] when the certificate names another
@@ -328,6 +360,18 @@ func (r *Registry) register(ctx context.Context, req RegisterRequest) (Device, b
 		return Device{}, false, fmt.Errorf("register %s: %w", req.Serial, ErrOtherStation)
 	}
 
+	// The registered birth certificate a reissue replaces must not have
+	// been revoked for good. Revocations are final, so the answer cannot
+	// go stale; the transaction below makes sure it was asked of the
+	// certificate it replaces.
+	var checked string
+	if req.Reissue {
+		var err error
+		if checked, err = r.checkNotRetired(ctx, req); err != nil {
+			return Device{}, false, fmt.Errorf("register %s: %w", req.Serial, err)
+		}
+	}
+
 	now := r.now().UTC()
 	var created bool
 	rec, err := r.store.update(ctx, req.Serial, func(old *deviceRecord) (deviceRecord, bool, error) {
@@ -349,6 +393,12 @@ func (r *Registry) register(ctx context.Context, req RegisterRequest) (Device, b
 			return *old, false, nil
 		case !req.Reissue:
 			return *old, false, ErrRegisteredWithOtherCert
+		case old.State == StateClaimed:
+			return *old, false, ErrReissueClaimed
+		case old.IDevIDSerial != checked:
+			// Reissued since the check: refused rather than checked
+			// again; the station's retry is checked afresh.
+			return *old, false, errReissueRaced
 		default:
 			rec := *old
 			rec.Model, rec.Station = req.Model, req.Station
@@ -363,6 +413,37 @@ func (r *Registry) register(ctx context.Context, req RegisterRequest) (Device, b
 		return Device{}, false, fmt.Errorf("register %s: %w", req.Serial, err)
 	}
 	return rec.device(), created, nil
+}
+
+// errReissueRaced: the device's birth certificate changed between the
+// revocation check of a reissue and its transaction.
+var errReissueRaced = errors.New("the gateway was reissued concurrently; try again")
+
+// checkNotRetired returns the serial of the birth certificate the reissue
+// req replaces, after checking that it was not revoked for good; "" when
+// the gateway is not registered or the registration repeats.
+func (r *Registry) checkNotRetired(ctx context.Context, req RegisterRequest) (string, error) {
+	old, err := r.store.device(ctx, req.Serial)
+	switch {
+	case errors.Is(err, ErrDeviceNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	case old.IDevIDSerial == req.Cert.Serial:
+		return old.IDevIDSerial, nil
+	}
+	f := r.retired.Load()
+	if f == nil || *f == nil {
+		return "", errors.New("no revocation check wired: reissues are refused")
+	}
+	retired, err := (*f)(ctx, old.IDevIDSerial)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("revocation of birth certificate %s: %w", old.IDevIDSerial, err)
+	case retired:
+		return "", ErrReissueDecommissioned
+	}
+	return old.IDevIDSerial, nil
 }
 
 // auditRegister records the outcome of a registration.
@@ -413,6 +494,8 @@ var registerRefusals = []struct {
 	{ErrOtherStation, "certificate issued to another station"},
 	{ErrRegisteredWithOtherCert, "registered with another certificate"},
 	{ErrModelConflict, "registered as another model"},
+	{ErrReissueClaimed, "reissue of a claimed gateway"},
+	{ErrReissueDecommissioned, "reissue of a decommissioned gateway"},
 }
 
 func isRegisterRefusal(err error) bool { return refusalReason(err) != "" }

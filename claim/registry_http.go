@@ -175,6 +175,14 @@ func (r *Registry) handleRegister(w http.ResponseWriter, req *http.Request, stat
 		httpapi.WriteError(w, req, httpapi.Errorf(http.StatusConflict,
 			"gateway %s is registered already with another birth certificate", body.Serial).
 			WithHint(`to replace it, send "reissue": true (gwpki provision --reissue); the old label code stops working`))
+	case errors.Is(err, ErrReissueClaimed):
+		httpapi.WriteError(w, req, httpapi.Errorf(http.StatusConflict,
+			"gateway %s is claimed by an organisation: a station may not reissue its birth certificate", body.Serial).
+			WithHint(fmt.Sprintf("the owning organisation unclaims it first (gwpki unclaim %s), or an admin does; then reissue", body.Serial)))
+	case errors.Is(err, ErrReissueDecommissioned):
+		httpapi.WriteError(w, req, httpapi.Errorf(http.StatusConflict,
+			"gateway %s is decommissioned: decommissioned gateways stay revoked", body.Serial).
+			WithHint("its birth certificate was revoked (gwpki revoke); provision a replacement under a new serial"))
 	case errors.Is(err, ErrModelConflict):
 		httpapi.WriteError(w, req, httpapi.Errorf(http.StatusConflict,
 			"gateway %s is registered already as another model", body.Serial).

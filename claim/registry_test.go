@@ -32,6 +32,21 @@ type regEnv struct {
 	path  string
 	clock *fakeClock
 	logs  *syncBuffer
+	// retired are the birth certificate serials the CA would call revoked
+	// for good (the registry's RetiredCheck).
+	retiredMu sync.Mutex
+	retired   map[string]bool
+}
+
+// retire makes the CA's answer for the birth certificate serial "revoked
+// for good".
+func (env *regEnv) retire(serial string) {
+	env.retiredMu.Lock()
+	defer env.retiredMu.Unlock()
+	if env.retired == nil {
+		env.retired = map[string]bool{}
+	}
+	env.retired[serial] = true
 }
 
 func newRegEnv(t testing.TB) *regEnv {
@@ -54,6 +69,11 @@ func (env *regEnv) open(t testing.TB) {
 	if env.reg, err = NewRegistry(env.db, vectorKey, env.audit, WithClock(env.clock.Now), WithLogger(logger)); err != nil {
 		t.Fatalf("NewRegistry: %v", err)
 	}
+	env.reg.SetRetiredCheck(func(_ context.Context, serial string) (bool, error) {
+		env.retiredMu.Lock()
+		defer env.retiredMu.Unlock()
+		return env.retired[serial], nil
+	})
 }
 
 // reopen closes the store file and opens it again with a new Registry.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -45,6 +46,45 @@ type Progress struct {
 type Summary struct {
 	Done, Skipped, Failed int
 	Elapsed               time.Duration
+	// Refused are the gateways whose reissue the CA refused for good (a
+	// claimed or decommissioned gateway), in the batch's order; they count
+	// in Failed. The rest of the batch went on.
+	Refused []GatewayError
+}
+
+// GatewayError is a failure of one gateway of a batch.
+type GatewayError struct {
+	Serial string
+	Err    error
+}
+
+func (e GatewayError) Error() string { return e.Err.Error() }
+func (e GatewayError) Unwrap() error { return e.Err }
+
+// RefusedError is RunBatch's error when every gateway was provisioned but
+// some reissues were refused: they are listed one per gateway.
+type RefusedError struct {
+	Gateways []GatewayError
+}
+
+func (e *RefusedError) Error() string {
+	if len(e.Gateways) == 1 {
+		return "gateway " + e.Gateways[0].Serial + ": " + e.Gateways[0].Error()
+	}
+	serials := make([]string, len(e.Gateways))
+	for i, g := range e.Gateways {
+		serials[i] = g.Serial
+	}
+	return fmt.Sprintf("reissue refused for %d gateways: %s", len(e.Gateways), strings.Join(serials, ", "))
+}
+
+// IsReissueRefusal reports whether err is the CA's refusal of a reissue
+// that concerns that gateway alone and that retrying cannot fix: a 409 to
+// a reissue (the gateway is claimed or decommissioned, or its birth
+// certificate was replaced with another key in a race).
+func IsReissueRefusal(err error) bool {
+	var api *APIError
+	return errors.As(err, &api) && api.Reissue && api.Status == http.StatusConflict
 }
 
 // Rate is gateways provisioned per second.
@@ -71,7 +111,10 @@ func (s Summary) Rate() float64 {
 // It stops at the first refusal that retrying cannot fix (a disabled
 // station, a CSR the CA refuses) and returns it, after the gateways in
 // flight have finished; network errors and busy answers are retried with
-// back-off.
+// back-off. A refused reissue ([IsReissueRefusal]: the gateway is claimed or
+// decommissioned) concerns that gateway alone: it is not retried, the batch
+// goes on, and the refusals are listed in the summary's Refused and, when
+// nothing else failed, returned as a *[RefusedError].
 func RunBatch(ctx context.Context, o BatchOptions) (Summary, error) {
 	start := time.Now()
 	if o.Concurrency <= 0 {
@@ -94,7 +137,11 @@ func RunBatch(ctx context.Context, o BatchOptions) (Summary, error) {
 	if werr := writeManifest(o.Out, o.Serials); werr != nil && err == nil {
 		err = werr
 	}
-	return Summary{Done: b.progress.Done, Skipped: skipped, Failed: b.progress.Failed, Elapsed: time.Since(start)}, err
+	if err == nil && len(b.refused) > 0 {
+		err = &RefusedError{Gateways: b.refused}
+	}
+	return Summary{Done: b.progress.Done, Skipped: skipped, Failed: b.progress.Failed, Elapsed: time.Since(start),
+		Refused: b.refused}, err
 }
 
 // planBatch checks everything that can be checked before anything is
@@ -175,6 +222,7 @@ type batch struct {
 
 	mu       sync.Mutex
 	progress Progress
+	refused  []GatewayError // reissues refused, in the batch's order
 }
 
 // runGroup provisions one group of gateways: keys made durable together,
@@ -200,7 +248,8 @@ func (b *batch) runGroup(parent context.Context, serials []string, start time.Ti
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				if results[i] = b.provision(ctx, serials[i], keys[i]); results[i] != nil {
+				// A refused reissue is that gateway's alone: the others go on.
+				if results[i] = b.provision(ctx, serials[i], keys[i]); results[i] != nil && !IsReissueRefusal(results[i]) {
 					stop()
 				}
 			}
@@ -224,6 +273,7 @@ feed:
 		return err
 	}
 	var first error
+	var refused []GatewayError
 	done, failed := 0, 0
 	for i, s := range serials {
 		err := results[i]
@@ -235,6 +285,11 @@ feed:
 			done++
 		case errors.Is(err, context.Canceled) && parent.Err() == nil:
 			// not attempted, or cut short by another gateway's refusal
+		case IsReissueRefusal(err):
+			failed++
+			var api *APIError
+			errors.As(err, &api) // the CA's words, without "gateway <serial>: "
+			refused = append(refused, GatewayError{Serial: s, Err: api})
 		default:
 			failed++
 			if first == nil {
@@ -248,6 +303,7 @@ feed:
 	b.mu.Lock()
 	b.progress.Done += done
 	b.progress.Failed += failed
+	b.refused = append(b.refused, refused...)
 	b.progress.Elapsed = time.Since(start)
 	p := b.progress
 	b.mu.Unlock()

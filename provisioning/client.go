@@ -77,6 +77,7 @@ type APIError struct {
 	Op      string // "sign" or "register"
 	Status  int
 	Message string
+	Reissue bool // the request asked for a reissue
 }
 
 func (e *APIError) Error() string {
@@ -103,7 +104,7 @@ func (c *Client) Sign(ctx context.Context, serial string, csrPEM []byte, reissue
 		CertChain []string `json:"certChain"`
 	}
 	if err := c.do(ctx, "sign", SignURL(c.base), "", body, &resp); err != nil {
-		return nil, err
+		return nil, markReissue(err, reissue)
 	}
 	if len(resp.CertChain) == 0 {
 		return nil, errors.New("sign: answer holds no certificate")
@@ -140,12 +141,22 @@ func (c *Client) Register(ctx context.Context, serial, model string, certPEM []b
 	body, _ := json.Marshal(map[string]any{"serial": serial, "model": model, "certificate": string(certPEM), "reissue": reissue})
 	var reg Registration
 	if err := c.do(ctx, "register", url, tok, body, &reg); err != nil {
-		return nil, err
+		return nil, markReissue(err, reissue)
 	}
 	if reg.LabelCode == "" || reg.ClaimSecret == "" {
 		return nil, errors.New("register: answer holds no claim credentials")
 	}
 	return &reg, nil
+}
+
+// markReissue records in an *APIError that its request asked for a
+// reissue.
+func markReissue(err error, reissue bool) error {
+	var api *APIError
+	if errors.As(err, &api) {
+		api.Reissue = reissue
+	}
+	return err
 }
 
 func (c *Client) do(ctx context.Context, op, url, bearer string, body []byte, out any) error {

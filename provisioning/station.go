@@ -172,3 +172,8 @@ func GatewayCSR(serial string, key crypto.Signer) ([]byte, error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
+
+// WithReissue makes a sign token ask for a reissue: a birth certificate
+// that replaces the gateway's current one. [Client.Sign] sets it itself;
+// it is exported for tools and tests that make their own requests.
+func WithReissue() TokenOption { return tokenReissue(true) }

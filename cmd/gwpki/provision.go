@@ -106,14 +106,27 @@ func (o *provisionOptions) run(cmd *cobra.Command) error {
 		Labels: labels, Concurrency: o.concurrency, Reissue: o.reissue, Progress: progress.update,
 	})
 	progress.finish()
+	// Each refused reissue on a line of its own: the batch went on without
+	// these gateways, whose bundles are unchanged.
+	for _, r := range sum.Refused {
+		fmt.Fprintf(stderr, "refused %s: %s\n", r.Serial, r.Err)
+	}
 	fmt.Fprintf(stderr, "provisioned %d gateways (%d skipped, %d failed) in %s, %.0f/s; bundles and manifest in %s\n",
 		sum.Done, sum.Skipped, sum.Failed, sum.Elapsed.Round(time.Millisecond), sum.Rate(), o.out)
 	if o.json {
-		enc := json.NewEncoder(cmd.OutOrStdout())
-		_ = enc.Encode(map[string]any{
+		out := map[string]any{
 			"done": sum.Done, "skipped": sum.Skipped, "failed": sum.Failed,
 			"seconds": sum.Elapsed.Seconds(), "per_second": sum.Rate(), "out": o.out,
-		})
+		}
+		if len(sum.Refused) > 0 {
+			refused := make([]map[string]string, len(sum.Refused))
+			for i, r := range sum.Refused {
+				refused[i] = map[string]string{"serial": r.Serial, "error": r.Err.Error()}
+			}
+			out["refused"] = refused
+		}
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		_ = enc.Encode(out)
 	}
 	if err != nil {
 		return provisionError(err)
@@ -178,6 +191,11 @@ func readSerials(path string) ([]string, error) {
 
 // provisionError adds what to do to the CA's refusals.
 func provisionError(err error) error {
+	var refused *provisioning.RefusedError
+	if errors.As(err, &refused) {
+		return withHint(err, "a claimed gateway is reissued once its organisation (or an admin) has unclaimed it (gwpki unclaim SERIAL); "+
+			"a decommissioned gateway stays revoked: provision a replacement under a new serial")
+	}
 	var api *provisioning.APIError
 	if errors.As(err, &api) {
 		switch api.Status {

@@ -90,14 +90,34 @@ func ownsRevocationTarget(auth *ca.Authority, registry *claim.Registry) func(htt
 	}
 }
 
-// registered reports whether a gateway is in the registry, for bootstrap.
+// registered returns the serial of a gateway's registered birth
+// certificate, for bootstrap; ok is false when it is not registered.
 func registered(registry *claim.Registry) bootstrap.Registered {
-	return func(ctx context.Context, gateway string) (bool, error) {
-		_, err := registry.Device(ctx, gateway)
-		if errors.Is(err, claim.ErrDeviceNotFound) {
-			return false, nil
+	return func(ctx context.Context, gateway string) (string, bool, error) {
+		dev, err := registry.Device(ctx, gateway)
+		switch {
+		case errors.Is(err, claim.ErrDeviceNotFound):
+			return "", false, nil
+		case err != nil:
+			return "", false, err
 		}
-		return err == nil, err
+		return dev.IDevIDSerial, true, nil
+	}
+}
+
+// gatewayClaimed tells the CA whether a gateway is claimed, so that its
+// sign endpoint refuses a station's reissue of it. A gateway not
+// registered is not claimed.
+func gatewayClaimed(registry *claim.Registry) ca.ClaimedFunc {
+	return func(ctx context.Context, gateway string) (bool, error) {
+		dev, err := registry.Device(ctx, gateway)
+		switch {
+		case errors.Is(err, claim.ErrDeviceNotFound):
+			return false, nil
+		case err != nil:
+			return false, err
+		}
+		return dev.State == claim.StateClaimed, nil
 	}
 }
 

@@ -141,6 +141,13 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
+	// A station may not reissue a claimed or decommissioned gateway: the
+	// CA asks the registry before signing, the registry the CA when the
+	// reissue is registered (docs/provisioning.md, "Reissuing").
+	auth.SetClaimed(gatewayClaimed(registry))
+	registry.SetRetiredCheck(func(_ context.Context, serial string) (bool, error) {
+		return auth.BirthCertificateRetired(serial)
+	})
 	attempts, err := claim.NewAttempts(st, claimLimits(cfg.ClaimLimits), claim.WithLogger(log))
 	if err != nil {
 		return err
