@@ -72,7 +72,20 @@ type DB struct {
 	// read lock while sending, so requests is never sent on once closed.
 	mu     sync.RWMutex
 	closed bool
+
+	// What the committer last saw, for [DB.Health] and
+	// [DB.CommitErrors]: the error of the last failed commit (nil once a
+	// commit succeeds again), failed commits since Open, and when the
+	// commit under way began (unix nanoseconds, 0 when none is).
+	lastErr       atomic.Pointer[error]
+	commitErrors  atomic.Uint64
+	commitStarted atomic.Int64
 }
+
+// StallAfter is how long a commit may run before [DB.Health] reports the
+// store stalled: commits take milliseconds, and a disk that hangs in fsync
+// holds every writer.
+const StallAfter = 30 * time.Second
 
 // Request states: a queued request is either taken by the committer or
 // abandoned by its caller, never both.
@@ -246,6 +259,40 @@ func (db *DB) Check() error {
 // forgets it then).
 func (db *DB) Path() string { return db.path }
 
+// Health reports whether the store can commit, from what the committer
+// last saw, without writing anything: [ErrClosed] after Close, the error of
+// the last commit if it failed (until a commit succeeds again), or an error
+// if the commit under way has run longer than [StallAfter]. nil means the
+// last commit succeeded (or none was tried yet) and none is stuck.
+func (db *DB) Health() error {
+	db.mu.RLock()
+	closed := db.closed
+	db.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if p := db.lastErr.Load(); p != nil {
+		return *p
+	}
+	if start := db.commitStarted.Load(); start != 0 {
+		if d := time.Since(time.Unix(0, start)); d > StallAfter {
+			return fmt.Errorf("store commit running for %v", d.Round(time.Second))
+		}
+	}
+	return nil
+}
+
+// CommitErrors returns how many commits failed since Open (a transaction
+// that could not begin, or bbolt's write or fsync failing); every update of
+// such a batch got the error.
+func (db *DB) CommitErrors() uint64 { return db.commitErrors.Load() }
+
+// failed records a commit that failed.
+func (db *DB) failed(err error) {
+	db.commitErrors.Add(1)
+	db.lastErr.Store(&err)
+}
+
 // Close rejects new updates, waits for the queued ones to commit, and closes
 // the file. Calling it again returns the first call's result.
 func (db *DB) Close() error {
@@ -334,10 +381,13 @@ func (b *batch) apply(r *request) {
 	if b.tx == nil {
 		tx, err := b.db.bolt.Begin(true)
 		if err != nil {
-			b.answer(r, fmt.Errorf("begin store batch: %w", err))
+			err = fmt.Errorf("begin store batch: %w", err)
+			b.db.failed(err)
+			b.answer(r, err)
 			return
 		}
 		b.tx, b.start = tx, time.Now()
+		b.db.commitStarted.Store(b.start.UnixNano())
 	}
 	err := safeCall(r.fn, b.tx)
 	var ref refusal
@@ -350,6 +400,7 @@ func (b *batch) apply(r *request) {
 		b.answer(r, err)
 		_ = b.tx.Rollback()
 		b.tx = nil
+		b.db.commitStarted.Store(0)
 		redo := slices.Clone(b.reqs)
 		b.reqs = b.reqs[:0]
 		for _, q := range redo {
@@ -366,17 +417,23 @@ func (b *batch) apply(r *request) {
 // commit makes the batch durable and answers everyone not yet answered.
 func (b *batch) commit() {
 	if b.tx == nil {
+		b.db.commitStarted.Store(0)
 		return
 	}
 	err := b.tx.Commit()
+	b.db.commitStarted.Store(0)
 	if err != nil {
 		// bbolt's own error (write or fsync): nothing of the batch is
 		// durable, so everyone in it gets it.
 		err = fmt.Errorf("commit store batch: %w", err)
-	} else if b.db.opts.OnCommit != nil {
-		// Before answering, so that a caller whose Update returned sees its
-		// commit counted.
-		b.db.opts.OnCommit(len(b.reqs), time.Since(b.start))
+		b.db.failed(err)
+	} else {
+		b.db.lastErr.Store(nil)
+		if b.db.opts.OnCommit != nil {
+			// Before answering, so that a caller whose Update returned
+			// sees its commit counted.
+			b.db.opts.OnCommit(len(b.reqs), time.Since(b.start))
+		}
 	}
 	for _, r := range b.reqs {
 		if err != nil {
