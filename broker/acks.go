@@ -57,6 +57,7 @@ func (b *Broker) store(cl *mqtt.Client, c *conn, pk packets.Packet, m telemetry.
 	go func() {
 		defer b.wg.Done()
 		err := b.opts.Sink.Append(b.ctx, m)
+		b.metrics.message(pk.FixedHeader.Qos, err)
 		b.complete(cl, c, p, err)
 	}()
 }

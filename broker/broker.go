@@ -15,6 +15,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gwpki/gwpki/telemetry"
 )
@@ -102,6 +103,11 @@ type Options struct {
 	// "unlimited".
 	PublishRate  float64
 	PublishBurst int
+	// Registerer, when set, gets the broker's metrics
+	// (gwpki_mqtt_connected_gateways, gwpki_mqtt_connections_total,
+	// gwpki_mqtt_messages_total, gwpki_mqtt_revocation_drops_total,
+	// gwpki_mqtt_publish_limited_total).
+	Registerer prometheus.Registerer
 	// Logger receives the broker's log; refusals are logged at info or warn
 	// with gateway, certificate serial and reason, never payloads. Default
 	// slog.Default().
@@ -123,6 +129,7 @@ type Broker struct {
 
 	limits  *limiter      // the gateways' publish token buckets
 	limited atomic.Uint64 // publishes refused by the rate limit
+	metrics *metrics
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{} // every connection past the certificate check
@@ -160,6 +167,13 @@ func New(opts Options) (*Broker, error) {
 		sessions: make(map[string]*conn),
 		closed:   make(chan struct{}),
 		limits:   newLimiter(opts.PublishRate, opts.PublishBurst),
+	}
+	b.metrics = newMetrics(b)
+	if opts.Registerer != nil {
+		if err := b.metrics.register(opts.Registerer); err != nil {
+			cancel()
+			return nil, err
+		}
 	}
 
 	caps := mqtt.NewDefaultServerCapabilities()
@@ -342,6 +356,7 @@ func (b *Broker) DisconnectCertificates(serials []string) int {
 			continue // still in the handshake: it fails now, nothing to count
 		}
 		n++
+		b.metrics.revocationDrops.Inc()
 		b.log.Warn("mqtt connection dropped", "gateway", v.gateway, "cert_serial", v.certSerial,
 			"reason", "certificate revoked")
 	}
@@ -406,6 +421,7 @@ func (b *Broker) untrack(c *conn) {
 func (b *Broker) established(c *conn) {
 	b.mu.Lock()
 	b.sessions[c.gateway] = c
+	c.session = true
 	if c.bucket == nil {
 		c.bucket = b.limits.acquire(c.gateway, time.Now())
 	}

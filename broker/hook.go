@@ -124,6 +124,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 		return
 	}
 	h.b.established(c)
+	h.b.metrics.conn(connOK)
 	h.b.log.Info("mqtt gateway connected", "gateway", c.gateway, "cert_serial", c.certSerial,
 		"remote", cl.Net.Remote, "protocol", cl.Properties.ProtocolVersion)
 }
@@ -266,7 +267,9 @@ func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
 		Time:    time.Now().UTC(),
 		Payload: bytes.Clone(will.Payload),
 	}
-	if err := h.b.opts.Sink.Append(h.b.ctx, m); err != nil {
+	err := h.b.opts.Sink.Append(h.b.ctx, m)
+	h.b.metrics.message(will.Qos, err)
+	if err != nil {
 		h.b.log.Warn("mqtt will not stored", "gateway", c.gateway, "cert_serial", c.certSerial, "error", err)
 	}
 	return will, nil

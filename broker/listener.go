@@ -29,6 +29,7 @@ type conn struct {
 	acks       *ackQueue   // the QoS 1 messages on their way to the store
 	bucket     *bucket     // the gateway's publish rate limit, from its session's start
 	cut        atomic.Bool // over the limit (MQTT 3.1.1): nothing more is stored
+	session    bool        // its MQTT session was established; guarded by Broker.mu
 }
 
 // listener is a mochi listeners.Listener that does the TLS handshake itself,
@@ -81,6 +82,7 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 		backoff = 0
 		if l.open.Add(1) > l.limit {
 			l.open.Add(-1)
+			l.b.metrics.conn(connTooMany)
 			_ = raw.Close()
 			l.log.Warn("mqtt connection refused", "remote", raw.RemoteAddr().String(), "reason", "too many connections")
 			continue
@@ -126,9 +128,15 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 		if c.gateway == "" && c.certSerial == "" {
 			l.log.Info("mqtt handshake refused", "remote", raw.RemoteAddr().String(), "reason", err.Error())
 		}
+		if (c.certSerial != "" && c.gateway == "") || c.revoked.Load() {
+			b.metrics.conn(connHandshakeRefused)
+		} else {
+			b.metrics.conn(connHandshakeFailed)
+		}
 		return
 	}
 	if c.revoked.Load() {
+		b.metrics.conn(connHandshakeRefused)
 		return
 	}
 	// The deadline for CONNECT; the hook's OnConnect clears it, and mochi
@@ -137,8 +145,15 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 	if l.closing.Load() {
 		return
 	}
-	if err := establish(listenerID, c); err != nil {
+	err = establish(listenerID, c)
+	if err != nil {
 		l.log.Debug("mqtt connection ended", "gateway", c.gateway, "cert_serial", c.certSerial, "error", err)
+	}
+	b.mu.Lock()
+	session := c.session
+	b.mu.Unlock()
+	if !session && !l.closing.Load() {
+		b.metrics.conn(connConnectRefused)
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 // publisher's goroutine; the broker only closes sockets and queues a
 // message there).
 func newBroker(addr string, limits ca.MQTTLimits, auth *ca.Authority, serverTLS *tls.Config, sink telemetry.Sink,
-	claims *claim.Claims, registry *claim.Registry, log *slog.Logger,
+	claims *claim.Claims, registry *claim.Registry, reg prometheus.Registerer, log *slog.Logger,
 ) (*broker.Broker, error) {
 	opts := brokerLimits(limits)
 	b, err := broker.New(broker.Options{
@@ -48,7 +48,8 @@ func newBroker(addr string, limits ca.MQTTLimits, auth *ca.Authority, serverTLS 
 			}
 			return dev.State == claim.StateClaimed, nil
 		},
-		Logger: log,
+		Registerer: reg,
+		Logger:     log,
 	})
 	if err != nil {
 		return nil, err
@@ -84,13 +85,4 @@ func brokerLimits(l ca.MQTTLimits) broker.Options {
 		PublishRate:      l.PublishRate,
 		PublishBurst:     l.PublishBurst,
 	}
-}
-
-// publishLimitedMetric counts the broker's refusals of publishes over a
-// gateway's rate.
-func publishLimitedMetric(b *broker.Broker) prometheus.Collector {
-	return prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "gwpki_mqtt_publish_limited_total",
-		Help: "MQTT publishes refused (not stored) because their gateway went over its publish rate limit.",
-	}, func() float64 { return float64(b.PublishLimited()) })
 }

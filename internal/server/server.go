@@ -177,12 +177,11 @@ func Run(ctx context.Context, opts Options) error {
 	go telemetryStore.Run(ctx)
 	api.With(accounts.RequireRole(claim.RoleAdmin)).Get("/v1/backup", backupHandler(opts.Dir, st, telemetryStore, auditLog, log))
 	seen := newLastSeen(telemetryStore)
-	mqttBroker, err := newBroker(pick(opts.MQTTAddr, cfg.MQTTAddr), cfg.MQTTLimits, auth, tlsConfig, seen, claims, registry, log)
+	mqttBroker, err := newBroker(pick(opts.MQTTAddr, cfg.MQTTAddr), cfg.MQTTLimits, auth, tlsConfig, seen, claims, registry, reg, log)
 	if err != nil {
 		return fmt.Errorf("listen for MQTT: %w", err)
 	}
 	defer mqttBroker.Close()
-	reg.MustRegister(publishLimitedMetric(mqttBroker))
 	registry.SetFleetSources(fleetSources(auth, mqttBroker, telemetryStore, seen, time.Now))
 	mqttURL := "mqtts://" + hostPort(cfg.Hostnames[0], mqttBroker.Addr())
 	pool, err := mqttPool(cfg, mqttURL)
