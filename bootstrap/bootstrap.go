@@ -77,6 +77,8 @@ type Service struct {
 	log        *slog.Logger
 	now        func() time.Time
 
+	metrics *metrics
+
 	mu     sync.Mutex
 	recent map[string][]time.Time // bootstraps per gateway in the last hour; a cache, lost on restart
 }
@@ -91,7 +93,7 @@ func New(authority CA, registered Registered, pool *Pool, log *slog.Logger) *Ser
 		log = slog.Default()
 	}
 	return &Service{ca: authority, registered: registered, pool: pool, roots: string(roots), log: log,
-		now: time.Now, recent: map[string][]time.Time{}}
+		now: time.Now, recent: map[string][]time.Time{}, metrics: newMetrics()}
 }
 
 // Routes mounts POST /v1/bootstrap.
@@ -100,58 +102,56 @@ func (s *Service) Routes(r chi.Router) {
 }
 
 func (s *Service) handle(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	res := s.serve(w, r)
+	s.metrics.count(res, time.Since(start))
+}
+
+// serve answers one bootstrap and returns what it came to.
+func (s *Service) serve(w http.ResponseWriter, r *http.Request) result {
 	id, err := s.ca.AuthenticateGateway(r)
 	if err != nil {
-		s.refuse(w, r, "", err)
-		return
+		return s.refuse(w, r, "", err)
 	}
 	ctx := r.Context()
 	gateway := id.Gateway
 	switch idevid, ok, err := s.registered(ctx, gateway); {
 	case err != nil:
-		httpapi.WriteError(w, r, err)
-		return
+		return s.refuse(w, r, gateway, err)
 	case !ok:
-		s.refuse(w, r, gateway, httpapi.Errorf(http.StatusForbidden, "gateway %s is not registered", gateway).
+		return s.refuse(w, r, gateway, httpapi.Errorf(http.StatusForbidden, "gateway %s is not registered", gateway).
 			WithHint("a line station registers every gateway it provisions (gwpki provision)"))
-		return
 	case id.Birth && id.Serial != idevid:
 		// A birth certificate the CA issued but the registry never took
 		// (a reissue it refused, or one the station has not registered
 		// yet) is no identity: only the registered one bootstraps.
-		s.refuse(w, r, gateway, httpapi.Errorf(http.StatusForbidden,
+		return s.refuse(w, r, gateway, httpapi.Errorf(http.StatusForbidden,
 			"birth certificate %s is not the one gateway %s is registered with", id.Serial, gateway).
 			WithHint("a station registers every birth certificate it obtains (gwpki provision, also with --reissue)"))
-		return
 	}
 	switch gone, err := s.ca.Decommissioned(gateway); {
 	case err != nil:
-		httpapi.WriteError(w, r, err)
-		return
+		return s.refuse(w, r, gateway, err)
 	case gone:
-		s.refuse(w, r, gateway, httpapi.Errorf(http.StatusForbidden, "gateway %s is decommissioned: its birth certificate is revoked", gateway))
-		return
+		return s.refuse(w, r, gateway, httpapi.Errorf(http.StatusForbidden, "gateway %s is decommissioned: its birth certificate is revoked", gateway))
 	}
 	if wait := s.take(gateway); wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 		s.refuse(w, r, gateway, httpapi.Errorf(http.StatusTooManyRequests, "gateway %s bootstrapped %d times in the last hour", gateway, MaxPerHour).
 			WithHint("keep operational.crt and renew it at renew_after"))
-		return
+		return resultLimited
 	}
 	var req Request
 	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
-		s.refuse(w, r, gateway, err)
-		return
+		return s.refuse(w, r, gateway, err)
 	}
 	csr, err := parseCSR(req.CSR)
 	if err != nil {
-		s.refuse(w, r, gateway, err)
-		return
+		return s.refuse(w, r, gateway, err)
 	}
 	op, err := s.ca.IssueOperational(ctx, gateway, csr)
 	if err != nil {
-		s.refuse(w, r, gateway, err)
-		return
+		return s.refuse(w, r, gateway, err)
 	}
 	var chain []byte
 	for _, c := range op.Chain {
@@ -166,6 +166,7 @@ func (s *Service) handle(w http.ResponseWriter, r *http.Request) {
 		MQTT:        MQTT{URL: endpoint, ClientID: gateway},
 		RenewAfter:  op.RenewAfter,
 	})
+	return resultIssued
 }
 
 func certKind(id ca.GatewayIdentity) string {
@@ -176,12 +177,16 @@ func certKind(id ca.GatewayIdentity) string {
 }
 
 // refuse answers a refused bootstrap and logs it without the request body.
-func (s *Service) refuse(w http.ResponseWriter, r *http.Request, gateway string, err error) {
+// It returns resultRefused for an answer below 500, resultError otherwise.
+func (s *Service) refuse(w http.ResponseWriter, r *http.Request, gateway string, err error) result {
+	res := resultError
 	var e *httpapi.Error
 	if errors.As(err, &e) && e.Status < 500 {
+		res = resultRefused
 		s.log.Warn("bootstrap refused", "gateway", gateway, "status", e.Status, "reason", e.Msg, "addr", r.RemoteAddr)
 	}
 	httpapi.WriteError(w, r, err)
+	return res
 }
 
 // parseCSR reads one PEM certificate request.

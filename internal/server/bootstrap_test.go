@@ -243,6 +243,17 @@ func TestBootstrap(t *testing.T) {
 			t.Fatalf("bootstrap %d more = %d %s; want 200 until 429 within %d", i+1, status, body, bootstrap.MaxPerHour)
 		}
 	}
+
+	// Every answer above is counted: GW-B1 issued 3, then 12 more after
+	// its 5 counted refusals, GW-B2 once; refused: no certificate, the 5
+	// bad requests, the unregistered and the 2 revoked.
+	ts.wantMetrics(t,
+		`gwpki_bootstrap_requests_total{result="issued"} 16`,
+		`gwpki_bootstrap_requests_total{result="refused"} 9`,
+		`gwpki_bootstrap_requests_total{result="limited"} 1`,
+		`gwpki_bootstrap_requests_total{result="error"} 0`,
+		`gwpki_bootstrap_duration_seconds_count{result="issued"} 16`,
+	)
 }
 
 func provisioningCSRWithCN(t *testing.T, cn string, key crypto.Signer) string {

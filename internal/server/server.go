@@ -188,7 +188,11 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	bootstrap.New(auth, registered(registry), pool, log).Routes(api)
+	boot := bootstrap.New(auth, registered(registry), pool, log)
+	if err := boot.RegisterMetrics(reg); err != nil {
+		return err
+	}
+	boot.Routes(api)
 	api.With(operator, registry.Owned).Get("/v1/devices/{serial}/telemetry", telemetryStore.Handler("serial"))
 	auth.Routes(api)
 	apiSrv := &http.Server{

@@ -364,6 +364,35 @@ func otherAudience(t *testing.T, ts *testServer, serial string) string {
 	return tok
 }
 
+// metrics returns the server's /metrics.
+func (ts *testServer) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(ts.ready.HTTPURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: status %d", resp.StatusCode)
+	}
+	return string(b)
+}
+
+// wantMetrics checks that /metrics has each of the lines want.
+func (ts *testServer) wantMetrics(t *testing.T, want ...string) {
+	t.Helper()
+	lines := map[string]bool{}
+	for _, l := range strings.Split(ts.metrics(t), "\n") {
+		lines[l] = true
+	}
+	for _, w := range want {
+		if !lines[w] {
+			t.Errorf("metrics lack %s", w)
+		}
+	}
+}
+
 func TestHealthAndMetrics(t *testing.T) {
 	ts := startServer(t, nil)
 	if code, body := ts.sign(t, signBody(mustCSR(t, "GW-M"), ts.token(t, "GW-M"), nil)); code != http.StatusCreated {
