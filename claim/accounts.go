@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gwpki/gwpki/internal/audit"
 	"github.com/gwpki/gwpki/internal/store"
 )
@@ -114,6 +116,7 @@ type options struct {
 	sessionTTL time.Duration
 	logger     *slog.Logger
 	audit      *audit.Log
+	registerer prometheus.Registerer
 }
 
 // WithClock sets the clock used for session expiry, creation times and
@@ -154,6 +157,7 @@ type Accounts struct {
 	hasher *hasher
 	limits loginLimits
 	audit  *audit.Log // nil: logins are not audited
+	logins counters   // gwpki_logins_total by result
 
 	// dummyHash is verified when a login names no existing user, so that
 	// the answer takes as long as for a wrong password.
@@ -186,6 +190,10 @@ func newAccounts(st accountStore, o options) (*Accounts, error) {
 		hasher: newHasher(defaultHashParams, max(2, runtime.GOMAXPROCS(0))),
 		limits: defaultLoginLimits,
 		audit:  o.audit,
+	}
+	var err error
+	if a.logins, err = newLoginMetrics(o.registerer); err != nil {
+		return nil, err
 	}
 	dummy, err := GeneratePassword()
 	if err != nil {

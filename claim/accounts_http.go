@@ -125,14 +125,19 @@ type loginResponse struct {
 }
 
 func (a *Accounts) handleLogin(w http.ResponseWriter, r *http.Request) {
+	a.logins[a.serveLogin(w, r)].Inc()
+}
+
+// serveLogin answers a login and returns its result as counted.
+func (a *Accounts) serveLogin(w http.ResponseWriter, r *http.Request) string {
 	var req loginRequest
 	if err := httpapi.DecodeJSON(w, r, &req); err != nil {
 		httpapi.WriteError(w, r, err)
-		return
+		return loginRefused
 	}
 	if req.Username == "" || req.Password == "" {
 		httpapi.WriteError(w, r, httpapi.Errorf(http.StatusBadRequest, "username and password are required"))
-		return
+		return loginRefused
 	}
 	sess, err := a.login(r.Context(), req.Username, req.Password, r.RemoteAddr)
 	a.auditLogin(r, req.Username, err)
@@ -143,18 +148,19 @@ func (a *Accounts) handleLogin(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		httpapi.WriteError(w, r, httpapi.Errorf(http.StatusTooManyRequests, "too many failed login attempts").
 			WithHint(fmt.Sprintf("try again in %s", (time.Duration(secs)*time.Second).String())))
-		return
+		return loginLimited
 	case errors.Is(err, ErrInvalidCredentials):
 		httpapi.WriteError(w, r, httpapi.Errorf(http.StatusUnauthorized, "invalid username or password"))
-		return
+		return loginRefused
 	case errors.Is(err, ErrInvalidPassword):
 		httpapi.WriteError(w, r, httpapi.Errorf(http.StatusBadRequest, "password longer than %d bytes", maxPasswordLen))
-		return
+		return loginRefused
 	case err != nil:
 		httpapi.WriteError(w, r, err)
-		return
+		return loginError
 	}
 	httpapi.WriteJSON(w, http.StatusOK, loginResponse{Token: sess.token, ExpiresAt: sess.expiresAt, User: sess.user})
+	return loginOK
 }
 
 // auditLogin records a login attempt and its outcome; a failure to record

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gwpki/gwpki/internal/store"
 )
 
@@ -185,6 +187,7 @@ type Attempts struct {
 	limits Limits
 	now    func() time.Time
 	log    *slog.Logger
+	locks  prometheus.Counter // gwpki_claim_locks_total
 
 	sweepMu   sync.Mutex
 	nextSweep time.Time
@@ -192,7 +195,8 @@ type Attempts struct {
 
 // NewAttempts returns the claim attempt limits kept in db, creating their
 // buckets if needed. Zero fields of limits take their defaults
-// ([DefaultLimits]). It heeds [WithClock] and [WithLogger].
+// ([DefaultLimits]). It heeds [WithClock], [WithLogger] and
+// [WithRegisterer].
 func NewAttempts(db *store.DB, limits Limits, opts ...Option) (*Attempts, error) {
 	o := options{clock: time.Now, logger: slog.Default()}
 	for _, opt := range opts {
@@ -202,7 +206,11 @@ func NewAttempts(db *store.DB, limits Limits, opts ...Option) (*Attempts, error)
 	if err != nil {
 		return nil, fmt.Errorf("open claim attempts store: %w", err)
 	}
-	return &Attempts{store: st, limits: limits.withDefaults(), now: o.clock, log: o.logger}, nil
+	locks, err := newLockMetric(o.registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Attempts{store: st, limits: limits.withDefaults(), now: o.clock, log: o.logger, locks: locks}, nil
 }
 
 // Limits returns the limits in force, defaults filled in.
@@ -250,6 +258,7 @@ func (a *Attempts) Reserve(ctx context.Context, gateway, user, source string) er
 		return fmt.Errorf("reserve claim attempt: %w", err)
 	}
 	if locked {
+		a.locks.Inc()
 		a.log.Warn("gateway claim locked after too many failed attempts",
 			"gateway", gateway, "user", user, "source", source, "failures", a.limits.GatewayLock)
 	}

@@ -114,11 +114,12 @@ type Claims struct {
 	events   events.Topic[Event]
 	now      func() time.Time
 	log      *slog.Logger
+	counted  counters // gwpki_claim_attempts_total by result
 }
 
 // NewClaims returns the claim service over registry and attempts, recording
-// in auditLog and revoking with revoke on unclaims. It heeds [WithClock] and
-// [WithLogger].
+// in auditLog and revoking with revoke on unclaims. It heeds [WithClock],
+// [WithLogger] and [WithRegisterer].
 func NewClaims(registry *Registry, attempts *Attempts, auditLog *audit.Log, revoke RevokeOperational, opts ...Option) (*Claims, error) {
 	if registry == nil || attempts == nil || auditLog == nil || revoke == nil {
 		return nil, errors.New("claim service: registry, attempts, audit log and revocation are all needed")
@@ -127,7 +128,12 @@ func NewClaims(registry *Registry, attempts *Attempts, auditLog *audit.Log, revo
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Claims{registry: registry, attempts: attempts, audit: auditLog, revoke: revoke, now: o.clock, log: o.logger}, nil
+	counted, err := newClaimMetrics(o.registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Claims{registry: registry, attempts: attempts, audit: auditLog, revoke: revoke, now: o.clock, log: o.logger,
+		counted: counted}, nil
 }
 
 // Events is where claims and unclaims are published once durable.
@@ -146,6 +152,7 @@ func (c *Claims) Events() *events.Topic[Event] { return &c.events }
 // code. Every outcome is audited as action "claim", never with the code.
 func (c *Claims) Claim(ctx context.Context, req ClaimRequest) (Device, CodeKind, error) {
 	dev, kind, err := c.claim(ctx, req)
+	c.counted[claimResult(err)].Inc()
 	c.auditClaim(ctx, req, kind, err)
 	if err != nil {
 		return Device{}, kind, err

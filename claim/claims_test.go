@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gwpki/gwpki/internal/audit"
 	"github.com/gwpki/gwpki/internal/httpapi"
@@ -28,6 +29,7 @@ type claimEnv struct {
 	srv      *httptest.Server
 	revoked  *revokeLog
 	button   string // the gateway the fake gateway authentication names
+	metrics  *prometheus.Registry
 }
 
 // revokeLog is a fake RevokeOperational that remembers its calls.
@@ -45,15 +47,15 @@ func (r *revokeLog) revoke(_ context.Context, gateway, actor, _ string) ([]strin
 
 func newClaimEnv(t testing.TB) *claimEnv {
 	t.Helper()
-	env := &claimEnv{regEnv: newRegEnv(t), revoked: &revokeLog{}}
+	env := &claimEnv{regEnv: newRegEnv(t), revoked: &revokeLog{}, metrics: prometheus.NewRegistry()}
 	env.accounts = &testEnv{db: env.db, path: env.path, clock: env.clock, logs: env.logs}
 	// Sessions outlive the clock's jumps over back-offs and locks.
-	env.accounts.a = env.accounts.open(t, WithAudit(env.audit), WithSessionTTL(365*24*time.Hour))
-	attempts, err := NewAttempts(env.db, Limits{}, WithClock(env.clock.Now))
+	env.accounts.a = env.accounts.open(t, WithAudit(env.audit), WithSessionTTL(365*24*time.Hour), WithRegisterer(env.metrics))
+	attempts, err := NewAttempts(env.db, Limits{}, WithClock(env.clock.Now), WithRegisterer(env.metrics))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.claims, err = NewClaims(env.reg, attempts, env.audit, env.revoked.revoke, WithClock(env.clock.Now))
+	env.claims, err = NewClaims(env.reg, attempts, env.audit, env.revoked.revoke, WithClock(env.clock.Now), WithRegisterer(env.metrics))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +239,13 @@ func TestClaimGatewayLimits(t *testing.T) {
 	if err := json.Unmarshal([]byte(a.body), &ans); status != 200 || err != nil || ans.Device.Org != "acme" || ans.Device.State != StateClaimed || ans.Code != "display" {
 		t.Fatalf("claim after unlock = %d %s; want claimed by acme", status, a.body)
 	}
+	// 20 failures, a 429 between each two past the fifth, two refusals
+	// while locked, one lock, one claim; eight users logged in.
+	wantCounts(t, env.metrics, "gwpki_claim_attempts_total", map[string]int{
+		"wrong_code": 20, "limited": 14, "locked": 2, "claimed": 1, "typo": 0, "error": 0,
+	})
+	wantCounts(t, env.metrics, "gwpki_claim_locks_total", map[string]int{"": 1})
+	wantCounts(t, env.metrics, "gwpki_logins_total", map[string]int{"ok": 8, "refused": 0, "limited": 0})
 }
 
 // TestClaimBackoffPassesForTheRightCode: after a back-off, the right code
@@ -348,6 +357,9 @@ func TestClaimTyposNeverCount(t *testing.T) {
 	if status, _, a := ina.claim(t, "GW-1", strings.ToLower(code)); status != http.StatusOK {
 		t.Fatalf("claim with the code in lower case = %d %s; want 200", status, a.body)
 	}
+	wantCounts(t, env.metrics, "gwpki_claim_attempts_total", map[string]int{
+		"typo": 500, "malformed": 500, "wrong_code": 1, "claimed": 1,
+	})
 }
 
 // TestClaimAnswers covers what a right code learns and what a wrong one
@@ -421,6 +433,10 @@ func TestClaimAnswers(t *testing.T) {
 	if status, _, a := ina.claim(t, "GW-1", DisplayCode(creds.ClaimSecret, "GW-1", env.clock.Now())); status != http.StatusOK {
 		t.Errorf("next window's display code = %d %s; want 200", status, a.body)
 	}
+
+	wantCounts(t, env.metrics, "gwpki_claim_attempts_total", map[string]int{
+		"claimed": 3, "wrong_code": 3, "already_claimed": 2, "code_used": 2,
+	})
 
 	// Bad requests.
 	for _, tc := range []struct{ body, want string }{

@@ -128,7 +128,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	accounts, err := claim.NewAccounts(st, claim.WithLogger(log), claim.WithAudit(auditLog))
+	accounts, err := claim.NewAccounts(st, claim.WithLogger(log), claim.WithAudit(auditLog), claim.WithRegisterer(reg))
 	if err != nil {
 		return err
 	}
@@ -148,11 +148,11 @@ func Run(ctx context.Context, opts Options) error {
 	registry.SetRetiredCheck(func(_ context.Context, serial string) (bool, error) {
 		return auth.BirthCertificateRetired(serial)
 	})
-	attempts, err := claim.NewAttempts(st, claimLimits(cfg.ClaimLimits), claim.WithLogger(log))
+	attempts, err := claim.NewAttempts(st, claimLimits(cfg.ClaimLimits), claim.WithLogger(log), claim.WithRegisterer(reg))
 	if err != nil {
 		return err
 	}
-	claims, err := claim.NewClaims(registry, attempts, auditLog, auth.RevokeOperational, claim.WithLogger(log))
+	claims, err := claim.NewClaims(registry, attempts, auditLog, auth.RevokeOperational, claim.WithLogger(log), claim.WithRegisterer(reg))
 	if err != nil {
 		return err
 	}
