@@ -15,12 +15,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	bolt "go.etcd.io/bbolt"
 	"golang.org/x/net/netutil"
 
 	"github.com/gwpki/gwpki/bootstrap"
@@ -206,7 +208,7 @@ func Run(ctx context.Context, opts Options) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	httpSrv := &http.Server{
-		Handler:           plainRoutes(auth, reg),
+		Handler:           plainRoutes(auth, &storeHealth{st: st}, reg),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -261,13 +263,21 @@ func openStore(dir string, linger time.Duration, reg prometheus.Registerer) (*st
 		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 12),
 	})
 	reg.MustRegister(batch, took)
-	return store.Open(ca.Layout{Dir: dir}.Database(), store.Options{
+	st, err := store.Open(ca.Layout{Dir: dir}.Database(), store.Options{
 		Linger: linger,
 		OnCommit: func(n int, d time.Duration) {
 			batch.Observe(float64(n))
 			took.Observe(d.Seconds())
 		},
 	})
+	if err != nil {
+		return nil, err
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "gwpki_store_commit_errors_total",
+		Help: "Commits of gwpki.db that failed (bbolt's write or fsync, or a transaction that could not begin); every update of the batch got the error.",
+	}, func() float64 { return float64(st.CommitErrors()) }))
+	return st, nil
 }
 
 // openTelemetry opens the telemetry store, its own bbolt file, reporting
@@ -289,15 +299,9 @@ func openTelemetry(dir string, cfg *ca.Config, reg prometheus.Registerer, log *s
 
 // plainRoutes are the unauthenticated HTTP listener's: health and metrics.
 // OCSP and CRLs join them with revocation (issue 3).
-func plainRoutes(auth *ca.Authority, reg *prometheus.Registry) http.Handler {
+func plainRoutes(auth *ca.Authority, st *storeHealth, reg *prometheus.Registry) http.Handler {
 	r := chi.NewRouter()
-	r.Get("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := auth.Healthy(); err != nil {
-			httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
-			return
-		}
-		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	r.Get("/healthz", healthHandler(auth.Healthy, st.check))
 	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	auth.RevocationStatusRoutes(r)
 	// OCSP is the listener's hot path (tens of thousands of answers a
@@ -310,6 +314,71 @@ func plainRoutes(auth *ca.Authority, reg *prometheus.Registry) http.Handler {
 		}
 		r.ServeHTTP(w, req)
 	})
+}
+
+// healthHandler answers /healthz: 200 {"status":"ok"} when every check
+// passes, else 503 {"status":"unavailable","reason":...} with the first
+// failure.
+func healthHandler(certs func() error, store func(context.Context) error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := certs()
+		if err == nil {
+			err = store(r.Context())
+		}
+		if err != nil {
+			httpapi.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}
+}
+
+// storeProbeInterval is the least time between two probe commits of an
+// unhealthy store.
+const storeProbeInterval = 10 * time.Second
+
+// storeHealth is the store's part of /healthz. It reads what the
+// committer last saw (store.DB.Health), so a health check writes nothing
+// while the store is well. Once a commit has failed it stays unhealthy
+// until a commit succeeds; on an idle server none might for hours, so then
+// the check tries an empty commit itself, at most every
+// storeProbeInterval.
+type storeHealth struct {
+	st *store.DB
+
+	mu        sync.Mutex
+	lastProbe time.Time
+}
+
+func (h *storeHealth) check(ctx context.Context) error {
+	err := h.st.Health()
+	if err == nil || errors.Is(err, store.ErrClosed) || errors.Is(err, store.ErrStalled) {
+		// A probe would queue behind a stalled commit, and a closed
+		// store takes none.
+		return storeErr(err)
+	}
+	h.mu.Lock()
+	due := time.Since(h.lastProbe) >= storeProbeInterval
+	if due {
+		h.lastProbe = time.Now()
+	}
+	h.mu.Unlock()
+	if !due {
+		return storeErr(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if perr := h.st.Update(ctx, func(*bolt.Tx) error { return nil }); perr != nil {
+		return storeErr(perr)
+	}
+	return storeErr(h.st.Health())
+}
+
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("store cannot commit: %w", err)
 }
 
 // actor names the authenticated user of r for the audit log.

@@ -418,6 +418,15 @@ func TestHealthAndMetrics(t *testing.T) {
 		`gwpki_ca_certificates_total{kind="sign",provisioner="line1",result="ok"} 1`,
 		`gwpki_ca_request_duration_seconds_count{code="Created",route="sign"} 1`,
 		`gwpki_store_commit_batch_size_count`,
+		`gwpki_store_commit_errors_total 0`,
+		`gwpki_mqtt_connected_gateways 0`,
+		`gwpki_mqtt_connections_total{result="ok"} 0`,
+		`gwpki_mqtt_revocation_drops_total 0`,
+		`gwpki_mqtt_publish_limited_total 0`,
+		`gwpki_bootstrap_requests_total{result="issued"} 0`,
+		`gwpki_claim_attempts_total{result="claimed"} 0`,
+		`gwpki_claim_locks_total 0`,
+		`gwpki_logins_total{result="ok"} 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)

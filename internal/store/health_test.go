@@ -78,7 +78,7 @@ func TestHealthFollowsCommits(t *testing.T) {
 func TestHealthStalledCommit(t *testing.T) {
 	db := openTemp(t, Options{})
 	db.commitStarted.Store(time.Now().Add(-StallAfter - time.Second).UnixNano())
-	if err := db.Health(); err == nil || !strings.Contains(err.Error(), "running for") {
+	if err := db.Health(); !errors.Is(err, ErrStalled) || !strings.Contains(err.Error(), "running for") {
 		t.Errorf("Health with a stalled commit = %v; want a stall", err)
 	}
 	db.commitStarted.Store(time.Now().UnixNano())

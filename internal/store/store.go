@@ -28,6 +28,10 @@ var ErrClosed = errors.New("store closed")
 // process) holds the file's lock for longer than [Options.Timeout].
 var ErrLocked = errors.New("file is locked by another process (is gwpki serve already running?)")
 
+// ErrStalled is wrapped by the error [DB.Health] returns when a commit has
+// run longer than [StallAfter].
+var ErrStalled = errors.New("store commit stalled")
+
 // ErrPanicked is wrapped by the error [DB.Update] returns when its fn
 // panicked; the panic value is part of the message.
 var ErrPanicked = errors.New("update panicked")
@@ -276,7 +280,7 @@ func (db *DB) Health() error {
 	}
 	if start := db.commitStarted.Load(); start != 0 {
 		if d := time.Since(time.Unix(0, start)); d > StallAfter {
-			return fmt.Errorf("store commit running for %v", d.Round(time.Second))
+			return fmt.Errorf("%w: running for %v", ErrStalled, d.Round(time.Second))
 		}
 	}
 	return nil
