@@ -56,11 +56,6 @@ var errRetry = errors.New("not yet")
 
 func retryable(err error) error { return fmt.Errorf("%w: %v", errRetry, err) }
 
-// within gives a step's wait its own deadline inside the story's.
-func within(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, d)
-}
-
 func (s *story) startServer(ctx context.Context) error {
 	s.n.title("Create a CA and start the server")
 	t0 := time.Now()
@@ -87,7 +82,7 @@ func (s *story) startServer(ctx context.Context) error {
 			ReadyFile: readyFile, Logger: s.log,
 		})
 	}()
-	wctx, cancel := within(ctx, 30*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	err = poll(wctx, 10*time.Millisecond, "waiting for the server", func() (bool, error) {
 		select {
@@ -129,7 +124,7 @@ func (s *story) addStation(ctx context.Context) error {
 	// public provisioner list shows when it has.
 	t0 := time.Now()
 	hc := s.httpsClient()
-	wctx, cancel := within(ctx, 15*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	err = poll(wctx, 50*time.Millisecond, "waiting for the CA to list the station", func() (bool, error) {
 		var list struct {
@@ -220,7 +215,7 @@ func (s *story) startAgents(ctx context.Context) error {
 			}
 		}()
 	}
-	wctx, cancel := within(ctx, 30*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	err := poll(wctx, 20*time.Millisecond, "waiting for every gateway to connect", func() (bool, error) {
 		for _, a := range s.agents {
@@ -245,7 +240,7 @@ var codeLine = regexp.MustCompile(`claim code: (\S+) \(valid until [^)]*\)`)
 func (s *story) claim(ctx context.Context) error {
 	serial, cons := s.serials[0], s.consoles[0]
 	s.n.title("An installer claims %s with the code it prints", serial)
-	wctx, cancel := within(ctx, 15*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	m, err := cons.await(wctx, 0, codeLine)
 	if err != nil {
@@ -307,7 +302,7 @@ func (s *story) telemetry(ctx context.Context) error {
 	path := "/v1/devices/" + url.PathEscape(serial) + "/telemetry?limit=1000"
 	var page telemetry.Page
 	first := -1
-	wctx, cancel := within(ctx, 20*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	err := poll(wctx, 250*time.Millisecond, "waiting for telemetry", func() (bool, error) {
 		page = telemetry.Page{}
@@ -318,9 +313,9 @@ func (s *story) telemetry(ctx context.Context) error {
 			first = len(page.Messages)
 			s.n.say("GET %s: %d stored so far", path, first)
 		}
-		return len(page.Messages) >= first+4, errRetry
+		return len(page.Messages) >= first+4, nil
 	})
-	if err != nil && !errors.Is(err, errRetry) {
+	if err != nil {
 		return err
 	}
 	msgs := page.Messages
@@ -366,7 +361,7 @@ func (s *story) revoke(ctx context.Context) error {
 	answered := time.Since(t0)
 	s.n.ok("POST /v1/devices/%s/revoke → %d certificates revoked (birth and operational), reason keyCompromise, in %s",
 		serial, len(ans.Revoked), answered.Round(100*time.Microsecond))
-	wctx, cancel := within(ctx, 10*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	m, err := cons.await(wctx, mark, regexp.MustCompile(`connection lost.*`))
 	if err != nil {
@@ -374,11 +369,11 @@ func (s *story) revoke(ctx context.Context) error {
 	}
 	s.n.ok("the broker dropped %s's session %s after the revoke was sent; its console: %q", serial, since(t0), m[0])
 
-	if err := mqttConnect(s.ready.MQTTURL, filepath.Join(bundle, "root.pem"), serial, cert); err == nil {
+	err = mqttConnect(s.ready.MQTTURL, filepath.Join(bundle, "root.pem"), serial, cert)
+	if err == nil {
 		return fmt.Errorf("the broker accepted a new session with %s's revoked certificate", serial)
-	} else {
-		s.n.ok("a new MQTT connection with its operational certificate is refused (%v)", err)
 	}
+	s.n.ok("a new MQTT connection with its operational certificate is refused (%v)", err)
 	if m, err = cons.await(wctx, mark, regexp.MustCompile(`bootstrap.*(refused|403|revoked).*`)); err != nil {
 		return fmt.Errorf("%s's agent did not report its bootstrap refused: %w", serial, err)
 	}
