@@ -146,6 +146,10 @@ type GatewayAttempts struct {
 	NextAttempt time.Time
 	// Locked is set once Total has reached GatewayLock.
 	Locked bool
+	// LastFailure is when the newest failure was counted; zero when there
+	// is none. A locked gateway counts no further failures, so for it this
+	// is when it was locked; in back-off, when the back-off began.
+	LastFailure time.Time
 }
 
 // maxAttemptKeyLen bounds the names Reserve accepts, so that a caller
@@ -291,7 +295,8 @@ func (a *Attempts) Unlock(ctx context.Context, gateway string) error {
 	return nil
 }
 
-// Gateway returns the state of a gateway's attempt limit now.
+// Gateway returns the state of a gateway's attempt limit now. It only
+// reads: the fleet view calls it for every gateway of a page.
 func (a *Attempts) Gateway(ctx context.Context, gateway string) (GatewayAttempts, error) {
 	rec, err := a.store.gateway(ctx, gateway)
 	if err != nil {

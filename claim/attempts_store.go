@@ -73,6 +73,10 @@ func (r gatewayRecord) state(now time.Time, l Limits) GatewayAttempts {
 	if now.Before(r.NotBefore) {
 		s.NextAttempt = r.NotBefore
 	}
+	if n := len(r.Failures); n > 0 {
+		// Sorted by fail; the newest is never trimmed.
+		s.LastFailure = time.Unix(0, r.Failures[n-1]).UTC()
+	}
 	return s
 }
 

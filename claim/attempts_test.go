@@ -103,7 +103,7 @@ func TestAttemptsGatewaySequence(t *testing.T) {
 		u, s := f.next()
 		reserveOK(t, a, gw, u, s)
 	}
-	if got, want := gatewayState(t, a, gw), (GatewayAttempts{Failures: 5, Total: 5}); got != want {
+	if got, want := gatewayState(t, a, gw), (GatewayAttempts{Failures: 5, Total: 5, LastFailure: clock.Now()}); got != want {
 		t.Fatalf("after 5 failures: Gateway = %+v; want %+v", got, want)
 	}
 	for failure := 6; failure < 20; failure++ {
@@ -195,7 +195,7 @@ func TestAttemptsGatewayWindow(t *testing.T) {
 	clock.Advance(2*time.Minute + 15*time.Minute)
 	fail()
 	got := gatewayState(t, a, gw)
-	if want := (GatewayAttempts{Failures: 1, Total: 9}); got != want {
+	if want := (GatewayAttempts{Failures: 1, Total: 9, LastFailure: clock.Now()}); got != want {
 		t.Fatalf("9th failure after a quiet window: Gateway = %+v; want %+v", got, want)
 	}
 	for range 4 {
@@ -394,7 +394,7 @@ func TestAttemptsConcurrent(t *testing.T) {
 		if ok.Load() != 20 || locked.Load() != 180 {
 			t.Errorf("200 concurrent reservations against a lock at 20: %d allowed, %d locked; want 20 and 180", ok.Load(), locked.Load())
 		}
-		if got, want := gatewayState(t, a, "GW-0001"), (GatewayAttempts{Failures: 20, Total: 20, Locked: true}); got != want {
+		if got, want := gatewayState(t, a, "GW-0001"), (GatewayAttempts{Failures: 20, Total: 20, Locked: true, LastFailure: clock.Now()}); got != want {
 			t.Errorf("Gateway = %+v; want %+v", got, want)
 		}
 	})

@@ -21,10 +21,13 @@ import (
 )
 
 // claimEnv is the registry, the accounts, the attempt limits and the claim
-// service served over TLS with a fake clock, as gwpki serve wires them.
+// service served over TLS with a fake clock, as gwpki serve wires them: the
+// registry's read routes too, with the claim attempts as their only fleet
+// source.
 type claimEnv struct {
 	*regEnv
 	accounts *testEnv
+	attempts *Attempts
 	claims   *Claims
 	srv      *httptest.Server
 	revoked  *revokeLog
@@ -68,6 +71,10 @@ func newClaimEnv(t testing.TB) *claimEnv {
 		return env.button, nil
 	}
 	env.claims.Routes(r, env.accounts.a.RequireRole(RoleInstaller, RoleOperator), env.accounts.a.RequireRole(RoleOperator), gatewayAuth)
+	env.attempts = attempts
+	env.reg.SetFleetSources(FleetSources{ClaimAttempts: attempts.Gateway})
+	noCA := &fakeCA{certs: map[string]CertInfo{}}
+	env.reg.Routes(r, noCA.stationAuth, noCA.verify, env.accounts.a.RequireRole(RoleOperator), testBootstrapURL)
 	env.srv = httptest.NewTLSServer(r)
 	t.Cleanup(env.srv.Close)
 	return env

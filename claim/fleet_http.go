@@ -33,6 +33,10 @@ type FleetSources struct {
 	// is (gwpki revoke of the gateway revokes all its certificates), so it
 	// can never bootstrap again. It is called for every device of a page.
 	Revoked func(gateway string) (bool, error)
+	// ClaimAttempts returns the state of the gateway's claim attempt limit
+	// ([Attempts.Gateway]: it only reads). It is called for every device of
+	// a page, and for the device of GET /v1/devices/{serial}.
+	ClaimAttempts func(ctx context.Context, gateway string) (GatewayAttempts, error)
 	// Certificates returns the gateway's certificates, newest first.
 	Certificates func(ctx context.Context, gateway string) ([]DeviceCertificate, error)
 	// Telemetry returns the gateway's latest telemetry message and the
@@ -92,7 +96,8 @@ type TelemetrySummary struct {
 
 // DeviceDetail answers GET /v1/devices/{serial}/detail.
 type DeviceDetail struct {
-	// Device carries the fleet fields (online, last_seen, cert_not_after).
+	// Device carries the fleet fields (online, last_seen, cert_not_after,
+	// revoked, claim_lock...).
 	Device Device `json:"device"`
 	// Certificates are the gateway's certificates, newest first.
 	Certificates []DeviceCertificate `json:"certificates"`
@@ -147,7 +152,23 @@ func (r *Registry) addFleetFields(ctx context.Context, devs []Device) {
 			}
 			d.Revoked = revoked
 		}
+		r.addClaimAttempts(ctx, d)
 	}
+}
+
+// addClaimAttempts sets d's claim lock fields. A failure leaves them empty
+// and is logged.
+func (r *Registry) addClaimAttempts(ctx context.Context, d *Device) {
+	f := r.fleet.ClaimAttempts
+	if f == nil {
+		return
+	}
+	a, err := f(ctx, d.Serial)
+	if err != nil {
+		r.log.Warn("fleet: claim attempts", "serial", d.Serial, "err", err)
+		return
+	}
+	d.setClaimAttempts(a)
 }
 
 // validMetric accepts 1 to 64 of A-Z a-z 0-9 _ - and dots between names

@@ -126,6 +126,45 @@ type Device struct {
 	// Revoked (fleet field): the gateway's birth certificate is revoked, so
 	// it is decommissioned; absent otherwise.
 	Revoked bool `json:"revoked,omitempty"`
+
+	// ClaimLock, ClaimRetryAfter, ClaimFailures and ClaimLastFailure
+	// (fleet fields, also in GET /v1/devices/{serial}) are the state of the
+	// gateway's claim attempt limit ([Attempts.Gateway]). ClaimLock is
+	// [ClaimLockLocked] once GatewayLock failed claims locked it until an
+	// unlock, [ClaimLockBackoff] while a back-off refuses claims, absent
+	// otherwise (a lock wins). ClaimRetryAfter: when the back-off ends
+	// (absent when locked: a lock does not end by itself). ClaimFailures:
+	// failed claims since the last successful claim or unlock (absent for
+	// none). ClaimLastFailure: when the newest of them was counted; for a
+	// locked gateway, when it was locked.
+	ClaimLock        string    `json:"claim_lock,omitempty"`
+	ClaimRetryAfter  time.Time `json:"claim_retry_after,omitzero"`
+	ClaimFailures    int       `json:"claim_failures,omitempty"`
+	ClaimLastFailure time.Time `json:"claim_last_failure,omitzero"`
+}
+
+// Values of [Device.ClaimLock].
+const (
+	// ClaimLockLocked: claims of the gateway are refused (423) until an
+	// operator unlocks it or its claim button is pressed.
+	ClaimLockLocked = "locked"
+	// ClaimLockBackoff: claims are refused (429) until ClaimRetryAfter.
+	ClaimLockBackoff = "backoff"
+)
+
+// setClaimAttempts sets d's claim lock fields from a.
+func (d *Device) setClaimAttempts(a GatewayAttempts) {
+	d.ClaimLock, d.ClaimRetryAfter = "", time.Time{}
+	switch {
+	case a.Locked:
+		d.ClaimLock = ClaimLockLocked
+	case !a.NextAttempt.IsZero():
+		d.ClaimLock, d.ClaimRetryAfter = ClaimLockBackoff, a.NextAttempt.UTC()
+	}
+	d.ClaimFailures, d.ClaimLastFailure = a.Total, time.Time{}
+	if a.Total > 0 && !a.LastFailure.IsZero() {
+		d.ClaimLastFailure = a.LastFailure.UTC()
+	}
 }
 
 // CertInfo is what the server has verified about the birth certificate

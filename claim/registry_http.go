@@ -256,7 +256,9 @@ func (r *Registry) handleGet(w http.ResponseWriter, req *http.Request) {
 	case err != nil:
 		httpapi.WriteError(w, req, err)
 	default:
-		httpapi.WriteJSON(w, http.StatusOK, rec.device())
+		d := rec.device()
+		r.addClaimAttempts(req.Context(), &d)
+		httpapi.WriteJSON(w, http.StatusOK, d)
 	}
 }
 

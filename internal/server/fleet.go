@@ -87,12 +87,14 @@ func (l *lastSeen) get(ctx context.Context, gateway string) (time.Time, error) {
 }
 
 // fleetSources wires the fleet view's columns and detail page to the
-// broker, the telemetry store (through seen) and the CA.
-func fleetSources(auth *ca.Authority, b *broker.Broker, tel *telemetry.Store, seen *lastSeen, now func() time.Time) claim.FleetSources {
+// broker, the telemetry store (through seen), the CA and the claim attempt
+// limits (read only: the lock and back-off of each gateway).
+func fleetSources(auth *ca.Authority, b *broker.Broker, tel *telemetry.Store, seen *lastSeen, attempts *claim.Attempts, now func() time.Time) claim.FleetSources {
 	return claim.FleetSources{
-		Online:   b.Online,
-		LastSeen: seen.get,
-		Revoked:  auth.Decommissioned,
+		Online:        b.Online,
+		LastSeen:      seen.get,
+		Revoked:       auth.Decommissioned,
+		ClaimAttempts: attempts.Gateway,
 		CertNotAfter: func(_ context.Context, gateway string) (time.Time, error) {
 			recs, err := auth.GatewayCertificates(gateway)
 			if err != nil {

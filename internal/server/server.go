@@ -184,7 +184,7 @@ func Run(ctx context.Context, opts Options) error {
 		return fmt.Errorf("listen for MQTT: %w", err)
 	}
 	defer mqttBroker.Close()
-	registry.SetFleetSources(fleetSources(auth, mqttBroker, telemetryStore, seen, time.Now))
+	registry.SetFleetSources(fleetSources(auth, mqttBroker, telemetryStore, seen, attempts, time.Now))
 	mqttURL := "mqtts://" + hostPort(cfg.Hostnames[0], mqttBroker.Addr())
 	pool, err := mqttPool(cfg, mqttURL)
 	if err != nil {
