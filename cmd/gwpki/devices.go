@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -48,7 +49,11 @@ func newDevicesCommand() *cobra.Command {
 or by --sort: model, claim state, the organisation that claimed it, the
 station that registered it, whether it is connected now, when its newest
 message arrived, when its operational certificate expires, when its birth
-certificate expires and when it was registered. Operators see their
+certificate expires and when it was registered. STATE is "locked" for a
+gateway whose claims are locked after too many wrong codes (gwpki unlock
+lifts it) and "revoked" for a decommissioned one; --json also carries the
+lock (claim_lock: locked or backoff, claim_retry_after, claim_failures,
+claim_last_failure). Operators see their
 organisation's gateways; admins see all, unclaimed ones too. Claim codes
 and secrets are never shown. A page ends where --limit stops it; the
 command then prints, on stderr, the --after CURSOR of the next page (with
@@ -65,6 +70,12 @@ func (o *devicesOptions) run(cmd *cobra.Command) error {
 	// otherwise quietly mean the default.
 	if l := o.query.Limit; cmd.Flags().Changed("limit") && (l < 1 || l > claim.MaxDeviceLimit) {
 		return withHint(fmt.Errorf("invalid --limit %d", l), fmt.Sprintf("use a number from 1 to %d", claim.MaxDeviceLimit))
+	}
+	if o.query.State == claim.ClaimLockLocked {
+		// Not a claim state: the lock lives with the attempt counters,
+		// which the server's device index does not hold.
+		return withHint(errors.New("--state locked is not a filter the server has"),
+			"list the gateways and look for STATE locked, or claim_lock in --json")
 	}
 	if s := o.query.Sort; s != "" && !slices.Contains(deviceSorts, s) {
 		return withHint(fmt.Errorf("unknown --sort %q", s), "use one of: "+strings.Join(deviceSorts, ", "))
@@ -97,15 +108,9 @@ func (o *devicesOptions) run(cmd *cobra.Command) error {
 		if d.Online {
 			online = "yes"
 		}
-		// A revoked (decommissioned) gateway can never come back: say so
-		// where the claim state would be, as the TUI does.
-		state := d.State
-		if d.Revoked {
-			state = "revoked"
-		}
 		// What a station sent (the model) is shown escaped, never raw;
 		// auditCell shows an empty org as "-".
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", auditCell(d.Serial), auditCell(d.Model), auditCell(state),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", auditCell(d.Serial), auditCell(d.Model), auditCell(deviceState(d)),
 			auditCell(d.Org), auditCell(d.Station), online, timeCell(d.LastSeen, time.RFC3339), timeCell(d.CertNotAfter, time.DateOnly),
 			d.IDevIDNotAfter.UTC().Format(time.DateOnly), d.RegisteredAt.UTC().Format(time.RFC3339))
 	}
@@ -116,6 +121,20 @@ func (o *devicesOptions) run(cmd *cobra.Command) error {
 		fmt.Fprintf(cmd.ErrOrStderr(), "more gateways: run again with %s\n", o.nextArgs(page.Next))
 	}
 	return nil
+}
+
+// deviceState is the STATE column, as the TUI's fleet table shows it:
+// "revoked" for a decommissioned gateway (it can never come back), else
+// "locked" for one whose claims are locked until an unlock, else the claim
+// state. A back-off, which ends by itself, shows only in --json.
+func deviceState(d claim.Device) string {
+	switch {
+	case d.Revoked:
+		return "revoked"
+	case d.ClaimLock == claim.ClaimLockLocked:
+		return "locked"
+	}
+	return d.State
 }
 
 // nextArgs returns the flags that show the page after the one whose

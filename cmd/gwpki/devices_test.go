@@ -26,7 +26,8 @@ import (
 // check as gwpki serve mounts them, with an operator olga and an installer
 // ivy, and registers three gateways (one reissued, one with a model that
 // the table must quote), with fleet sources that say GW-000003 is online,
-// when it was last seen and when its certificate expires. It returns the URL, the root certificate to
+// when it was last seen and when its certificate expires, that GW-000002's
+// claims are locked and GW-000001's in back-off. It returns the URL, the root certificate to
 // pin and the devices, in serial order. The session goes to a fresh
 // GWPKI_CONFIG_DIR.
 func devicesTestServer(t *testing.T) (url, rootPath string, devices []claim.Device, labels []string) {
@@ -101,8 +102,21 @@ func devicesTestServer(t *testing.T) (url, rootPath string, devices []claim.Devi
 			}
 			return time.Time{}, nil
 		},
+		// GW-000002 is locked after 20 wrong codes, GW-000001 in back-off
+		// after 6.
+		ClaimAttempts: func(_ context.Context, gw string) (claim.GatewayAttempts, error) {
+			switch gw {
+			case "GW-000001":
+				return claim.GatewayAttempts{Failures: 6, Total: 6, NextAttempt: seen.Add(time.Minute), LastFailure: seen}, nil
+			case "GW-000002":
+				return claim.GatewayAttempts{Failures: 1, Total: 20, Locked: true, LastFailure: seen.Add(-time.Hour)}, nil
+			}
+			return claim.GatewayAttempts{}, nil
+		},
 	})
 	devices[2].Online, devices[2].LastSeen, devices[2].CertNotAfter = true, seen, seen.AddDate(0, 0, 7)
+	devices[0].ClaimLock, devices[0].ClaimRetryAfter, devices[0].ClaimFailures, devices[0].ClaimLastFailure = claim.ClaimLockBackoff, seen.Add(time.Minute), 6, seen
+	devices[1].ClaimLock, devices[1].ClaimFailures, devices[1].ClaimLastFailure = claim.ClaimLockLocked, 20, seen.Add(-time.Hour)
 
 	r := chi.NewRouter()
 	accounts.Routes(r)
@@ -142,7 +156,7 @@ func TestDevicesCommandTable(t *testing.T) {
 	stdout, stderr, failed = runGwpki(t, "", "devices")
 	want := `SERIAL     MODEL           STATE      ORG  STATION  ONLINE  LAST-SEEN             CERT-EXPIRES  IDEVID-EXPIRES  REGISTERED
 GW-000001  "Meter \"XL\""  unclaimed  -    line2    no      -                     -             2046-05-01      2026-05-01T10:02:00Z
-GW-000002  PumpCtl 3       unclaimed  -    line1    no      -                     -             2046-04-30      2026-05-01T10:01:00Z
+GW-000002  PumpCtl 3       locked     -    line1    no      -                     -             2046-04-30      2026-05-01T10:01:00Z
 GW-000003  PumpCtl 3       unclaimed  -    repair   yes     2026-05-02T08:00:03Z  2026-05-09    2046-05-03      2026-05-01T10:03:00Z
 `
 	if failed || stderr != "" || stdout != want {
@@ -249,11 +263,35 @@ func TestDevicesCommandErrors(t *testing.T) {
 			t.Errorf("gwpki devices --limit %s: failed=%v stdout %q stderr %q; want %q", limit, failed, stdout, stderr, want)
 		}
 	}
+	// The lock is no claim state the server filters by: said before asking.
+	stdout, stderr, failed := runGwpki(t, "", "devices", "--state", "locked")
+	if want := "gwpki: --state locked is not a filter the server has\nhint: list the gateways and look for STATE locked, or claim_lock in --json\n"; !failed || stdout != "" || stderr != want {
+		t.Errorf("gwpki devices --state locked: failed=%v stdout %q stderr %q; want %q", failed, stdout, stderr, want)
+	}
 	// The server's refusal comes with its hint.
 	loginAs(t, url, rootPath, "olga", "olga password")
-	stdout, stderr, failed := runGwpki(t, "", "devices", "--state", "lost")
+	stdout, stderr, failed = runGwpki(t, "", "devices", "--state", "lost")
 	if want := "gwpki: list devices: unknown state \"lost\"\nhint: use one of: unclaimed, claimed\n"; !failed || stdout != "" || stderr != want {
 		t.Errorf("gwpki devices --state lost: failed=%v stdout %q stderr %q; want %q", failed, stdout, stderr, want)
+	}
+}
+
+// TestDevicesState: the STATE column says revoked over locked over the
+// claim state; a back-off, which ends by itself, is not a state.
+func TestDevicesState(t *testing.T) {
+	for _, tc := range []struct {
+		d    claim.Device
+		want string
+	}{
+		{claim.Device{State: claim.StateUnclaimed}, "unclaimed"},
+		{claim.Device{State: claim.StateClaimed, ClaimLock: claim.ClaimLockBackoff}, "claimed"},
+		{claim.Device{State: claim.StateUnclaimed, ClaimLock: claim.ClaimLockLocked}, "locked"},
+		{claim.Device{State: claim.StateClaimed, ClaimLock: claim.ClaimLockLocked}, "locked"},
+		{claim.Device{State: claim.StateClaimed, ClaimLock: claim.ClaimLockLocked, Revoked: true}, "revoked"},
+	} {
+		if got := deviceState(tc.d); got != tc.want {
+			t.Errorf("deviceState(%+v) = %s; want %s", tc.d, got, tc.want)
+		}
 	}
 }
 
