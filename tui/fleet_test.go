@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -394,4 +395,88 @@ func TestTUIAudit(t *testing.T) {
 		}
 	}
 	golden.RequireEqual(t, wallClockMasked(env.screen(m.View())))
+}
+
+// failClaims counts n wrong claim codes against serial through the claim
+// service, at the times at(0) ... at(n-1) of the attempt limits' clock,
+// each by another user from another address; the clock is left at the
+// last.
+func (env *apiEnv) failClaims(t *testing.T, serial string, n int, at func(i int) time.Time) {
+	t.Helper()
+	for i := range n {
+		env.attemptsClock.Set(at(i))
+		code := claim.FormatDisplay([]byte{0, 0, 0, byte(i >> 8), byte(i)})
+		_, _, err := env.claims.Claim(context.Background(), claim.ClaimRequest{Serial: serial, Code: code,
+			User: claim.User{Username: fmt.Sprintf("eve%d", i), Org: "evil", Role: claim.RoleInstaller}, Source: fmt.Sprintf("192.0.2.%d:1", 100+i)})
+		if !errors.Is(err, claim.ErrWrongCode) {
+			t.Fatalf("wrong code %d for %s: %v; want a wrong code", i, serial, err)
+		}
+	}
+}
+
+// lockedEnv is fleetEnv with 4 gateways: GW-000002's claims locked by 20
+// wrong codes an hour apart, the last 61 minutes before fleetNow;
+// GW-000003's in back-off after 6 wrong codes 10 seconds before fleetNow;
+// GW-000004 with one wrong code. The limits' clock is left at fleetNow.
+func lockedEnv(t *testing.T) *apiEnv {
+	t.Helper()
+	env := fleetEnv(t, 4)
+	const gap = 61 * time.Minute // past every window: no back-off, only the total grows
+	env.failClaims(t, "GW-000002", 20, func(i int) time.Time { return fleetNow.Add(-gap * time.Duration(20-i)) })
+	env.failClaims(t, "GW-000003", 6, func(int) time.Time { return fleetNow.Add(-10 * time.Second) })
+	env.failClaims(t, "GW-000004", 1, func(int) time.Time { return fleetNow.Add(-2 * time.Hour) })
+	env.attemptsClock.Set(fleetNow)
+	return env
+}
+
+// TestTUIFleetLocked: the fleet table says locked for the gateway whose
+// claims are locked; a back-off or a failed attempt is no state.
+func TestTUIFleetLocked(t *testing.T) {
+	env := lockedEnv(t)
+	tm := start(t, Options{Client: env.login(t, "otto"), Common: fixedClock()})
+	waitFor(t, tm, "Fleet")
+	tm.Send(keyMsg(tea.KeyDown))
+	tm.Send(keyMsg(tea.KeyEnter))
+	waitFor(t, tm, "GW-000004")
+	m := final(t, tm)
+	var states []string
+	for _, d := range m.Fleet().Rows() {
+		states = append(states, d.Serial+"="+d.ClaimLock)
+	}
+	if want := "GW-000001= GW-000002=locked GW-000003=backoff GW-000004="; strings.Join(states, " ") != want {
+		t.Errorf("rows %v; want %s", states, want)
+	}
+	golden.RequireEqual(t, env.screen(m.View()))
+}
+
+// TestTUIDetailLocked: the detail page says since when a gateway's claims
+// are locked, or until when they back off, beside the unlock action; L
+// unlocks and the line goes.
+func TestTUIDetailLocked(t *testing.T) {
+	env := lockedEnv(t)
+	m := New(Options{Client: env.login(t, "otto"), Common: fixedClock()})
+	m = run(m, tea.WindowSizeMsg{Width: 80, Height: 24})
+	b := runPage(t, m, common.GoMsg{Page: common.PageDetail, Serial: "GW-000003"})
+	if v := ansi.Strip(b.View()); !strings.Contains(v, "Claims back off until 08:00:50 (in 50s) after 6 failures · L unlocks") {
+		t.Errorf("detail of GW-000003 in back-off:\n%s", v)
+	}
+	o := runPage(t, m, common.GoMsg{Page: common.PageDetail, Serial: "GW-000004"})
+	if v := ansi.Strip(o.View()); !strings.Contains(v, "1 failed claim attempt(s), the last 2026-05-02 06:00 (2h ago)") {
+		t.Errorf("detail of GW-000004 with a failed attempt:\n%s", v)
+	}
+	m = runPage(t, m, common.GoMsg{Page: common.PageDetail, Serial: "GW-000002"})
+	golden.RequireEqual(t, wallClockMasked(env.screen(m.View())))
+	m = runPage(t, m, tea.KeyMsg{Type: tea.KeyRunes, Runes: []rune("L")})
+	if got := m.Detail().Status(); got != "Unlocked GW-000002 after 20 failed attempt(s)." {
+		t.Errorf("unlock: status %q", got)
+	}
+	if v := ansi.Strip(m.View()); strings.Contains(v, "Claims locked") || m.Detail().Detail().Device.ClaimLock != "" {
+		t.Errorf("after the unlock the page still shows the lock:\n%s", v)
+	}
+	m = runPage(t, m, keyMsg(tea.KeyEsc))
+	for _, d := range m.Fleet().Rows() {
+		if d.Serial == "GW-000002" && d.ClaimLock != "" {
+			t.Errorf("fleet row of GW-000002 after the unlock: %+v", d)
+		}
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +50,30 @@ type apiEnv struct {
 	claims  *claim.Claims
 	audit   *audit.Log
 	fleet   *fakeFleet
+	// attemptsClock is the claim attempt limits' clock (the wall clock
+	// until a test sets it).
+	attemptsClock *testClock
+}
+
+// testClock is a clock a test may set; unset, it is the wall clock.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.t.IsZero() {
+		return time.Now()
+	}
+	return c.t
+}
+
+func (c *testClock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
 }
 
 func newAPIEnv(t *testing.T) *apiEnv {
@@ -71,7 +96,8 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	attempts, err := claim.NewAttempts(db, claim.Limits{}, claim.WithLogger(quiet))
+	attemptsClock := &testClock{}
+	attempts, err := claim.NewAttempts(db, claim.Limits{}, claim.WithLogger(quiet), claim.WithClock(attemptsClock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +114,9 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	operator := accounts.RequireRole(claim.RoleOperator)
 	claims.Routes(r, accounts.RequireRole(claim.RoleInstaller, claim.RoleOperator), operator, noGateway)
 	fleet := newFakeFleet()
-	reg.SetFleetSources(fleet.sources())
+	sources := fleet.sources()
+	sources.ClaimAttempts = attempts.Gateway // the real limits: their locks show
+	reg.SetFleetSources(sources)
 	noStation := func(*http.Request) (string, error) {
 		return "", httpapi.Errorf(http.StatusUnauthorized, "no station token")
 	}
@@ -113,7 +141,7 @@ func newAPIEnv(t *testing.T) *apiEnv {
 			t.Fatal(err)
 		}
 	}
-	return &apiEnv{srv: srv, reg: reg, claims: claims, audit: auditLog, fleet: fleet,
+	return &apiEnv{srv: srv, reg: reg, claims: claims, audit: auditLog, fleet: fleet, attemptsClock: attemptsClock,
 		rootPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})}
 }
 

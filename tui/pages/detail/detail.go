@@ -1,14 +1,16 @@
-// Package detail is a gateway's detail page: the device, its certificates
-// with their status, its claim history, its latest telemetry with a
-// sparkline of one metric, and the operator's actions on it: revoke (a
-// reason, then a confirmation naming the serial), unclaim (confirmed) and
-// unlock.
+// Package detail is a gateway's detail page: the device, the state of its
+// claim attempt limit (a lock, a back-off, failed attempts), its
+// certificates with their status, its claim history, its latest telemetry
+// with a sparkline of one metric, and the operator's actions on it: revoke
+// (a reason, then a confirmation naming the serial), unclaim (confirmed)
+// and unlock.
 package detail
 
 import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	"github.com/charmbracelet/bubbles/textinput"
@@ -289,6 +291,13 @@ func (m Model) View() string {
 		reg += fmt.Sprintf(" · claimed %s by %s", d.ClaimedAt.UTC().Format("2006-01-02 15:04"), d.ClaimedBy)
 	}
 	line(s.Subtle.Render(reg))
+	if text, warn := claimLockLine(now, d); text != "" {
+		if warn {
+			line(s.Warn.Render(text))
+		} else {
+			line(s.Subtle.Render(text))
+		}
+	}
 	line("")
 	switch m.mode {
 	case ModeReason:
@@ -379,4 +388,47 @@ func (m Model) View() string {
 		line(s.Error.Render(m.err))
 	}
 	return lipgloss.NewStyle().MaxWidth(w).Render(strings.TrimSuffix(b.String(), "\n"))
+}
+
+// claimLockLine describes the gateway's claim attempt limit beside the
+// unlock action, and says whether it is a warning (a lock or a back-off);
+// "" when no claim failed since the last claim or unlock.
+func claimLockLine(now time.Time, d gwclaim.Device) (string, bool) {
+	last := ""
+	if !d.ClaimLastFailure.IsZero() {
+		last = d.ClaimLastFailure.UTC().Format("2006-01-02 15:04") + " (" + fleet.Ago(now, d.ClaimLastFailure) + ")"
+	}
+	switch {
+	case d.ClaimLock == gwclaim.ClaimLockLocked:
+		text := "Claims locked"
+		if last != "" {
+			text += " since " + last
+		}
+		return text + fmt.Sprintf(" after %d failures · L unlocks", d.ClaimFailures), true
+	case d.ClaimLock == gwclaim.ClaimLockBackoff:
+		return fmt.Sprintf("Claims back off until %s (%s) after %d failures · L unlocks",
+			d.ClaimRetryAfter.UTC().Format("15:04:05"), in(now, d.ClaimRetryAfter), d.ClaimFailures), true
+	case d.ClaimFailures > 0:
+		text := fmt.Sprintf("%d failed claim attempt(s)", d.ClaimFailures)
+		if last != "" {
+			text += ", the last " + last
+		}
+		return text, false
+	}
+	return "", false
+}
+
+// in says how long until t, shortly: "in 50s", "in 3m", "in 2h"; "now"
+// once it has passed.
+func in(now, t time.Time) string {
+	d := t.Sub(now)
+	switch {
+	case d < time.Second:
+		return "now"
+	case d < time.Minute:
+		return fmt.Sprintf("in %ds", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("in %dm", int(d/time.Minute))
+	}
+	return fmt.Sprintf("in %dh", int(d/time.Hour))
 }

@@ -1,5 +1,6 @@
 // Package fleet is the operator's fleet table: serial, model, organisation,
-// state, online, last seen and operational certificate expiry, paged,
+// state (the claim state, or locked, or revoked), online, last seen and
+// operational certificate expiry, paged,
 // sorted and filtered by the server (GET /v1/devices), with the online and
 // last seen columns refreshed every few seconds.
 package fleet
@@ -258,28 +259,30 @@ type column struct {
 	// is narrow; 0 is never dropped.
 	drop int
 	cell func(d gwclaim.Device) string
+	// warn, when set, says the cell is shown as a warning.
+	warn func(d gwclaim.Device) bool
 }
 
 func (m Model) columns() []column {
 	now := m.common.Now()
 	cols := []column{
-		{"SERIAL", 12, 0, func(d gwclaim.Device) string { return d.Serial }},
-		{"MODEL", 10, 3, func(d gwclaim.Device) string { return d.Model }},
-		{"ORG", 10, 4, func(d gwclaim.Device) string { return d.Org }},
-		{"STATE", 9, 2, func(d gwclaim.Device) string { return fleetState(d) }},
+		{"SERIAL", 12, 0, func(d gwclaim.Device) string { return d.Serial }, nil},
+		{"MODEL", 10, 3, func(d gwclaim.Device) string { return d.Model }, nil},
+		{"ORG", 10, 4, func(d gwclaim.Device) string { return d.Org }, nil},
+		{"STATE", 9, 2, State, func(d gwclaim.Device) bool { return State(d) == StateLocked }},
 		{"ONLINE", 6, 0, func(d gwclaim.Device) string {
 			if d.Online {
 				return "yes"
 			}
 			return "no"
-		}},
-		{"LAST SEEN", 9, 0, func(d gwclaim.Device) string { return Ago(now, d.LastSeen) }},
+		}, nil},
+		{"LAST SEEN", 9, 0, func(d gwclaim.Device) string { return Ago(now, d.LastSeen) }, nil},
 		{"CERT EXPIRY", 11, 1, func(d gwclaim.Device) string {
 			if d.CertNotAfter.IsZero() {
 				return "-"
 			}
 			return d.CertNotAfter.UTC().Format("2006-01-02")
-		}},
+		}, nil},
 	}
 	width := func() int {
 		w := 0
@@ -355,7 +358,12 @@ func (m Model) View() string {
 	for i, d := range m.rows {
 		var cells []string
 		for _, c := range cols {
-			cells = append(cells, cell(c.cell(d), c.width))
+			text := cell(c.cell(d), c.width)
+			// The cursor's row keeps its own colour throughout.
+			if c.warn != nil && i != m.cursor && c.warn(d) {
+				text = s.Warn.Render(text)
+			}
+			cells = append(cells, text)
 		}
 		line := strings.Join(cells, " ")
 		if i == m.cursor {
@@ -385,11 +393,22 @@ func (m Model) View() string {
 	return lipgloss.NewStyle().MaxWidth(m.common.Width).Render(b.String())
 }
 
-// fleetState is the state column: the claim state, or "revoked" for a
-// gateway whose birth certificate is revoked (it can never come back).
-func fleetState(d gwclaim.Device) string {
-	if d.Revoked {
-		return "revoked"
+// States of the state column besides the claim states.
+const (
+	StateRevoked = "revoked"
+	StateLocked  = "locked"
+)
+
+// State is the state column: "revoked" for a gateway whose birth
+// certificate is revoked (it can never come back), else "locked" for one
+// whose claims are locked until an unlock, else the claim state. A
+// back-off, which ends by itself, shows on the detail page only.
+func State(d gwclaim.Device) string {
+	switch {
+	case d.Revoked:
+		return StateRevoked
+	case d.ClaimLock == gwclaim.ClaimLockLocked:
+		return StateLocked
 	}
 	return d.State
 }

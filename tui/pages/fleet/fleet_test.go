@@ -2,10 +2,12 @@ package fleet
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
 
 	gwclaim "github.com/gwpki/gwpki/claim"
 	"github.com/gwpki/gwpki/tui/common"
@@ -171,5 +173,31 @@ func TestAgo(t *testing.T) {
 	}
 	if got := Ago(now, time.Time{}); got != "-" {
 		t.Errorf("Ago(zero) = %q; want -", got)
+	}
+}
+
+// TestFleetState: the state column says revoked over locked over the claim
+// state; a back-off is no state.
+func TestFleetState(t *testing.T) {
+	for _, tc := range []struct {
+		d    gwclaim.Device
+		want string
+	}{
+		{gwclaim.Device{State: gwclaim.StateClaimed}, "claimed"},
+		{gwclaim.Device{State: gwclaim.StateUnclaimed, ClaimLock: gwclaim.ClaimLockBackoff}, "unclaimed"},
+		{gwclaim.Device{State: gwclaim.StateClaimed, ClaimLock: gwclaim.ClaimLockLocked}, StateLocked},
+		{gwclaim.Device{State: gwclaim.StateClaimed, ClaimLock: gwclaim.ClaimLockLocked, Revoked: true}, StateRevoked},
+	} {
+		if got := State(tc.d); got != tc.want {
+			t.Errorf("State(%+v) = %s; want %s", tc.d, got, tc.want)
+		}
+	}
+	m := newModel()
+	m.SetSize(80, 10)
+	m = answer(m, gwclaim.DevicePage{Devices: []gwclaim.Device{
+		{Serial: "GW-1", State: gwclaim.StateClaimed}, {Serial: "GW-2", State: gwclaim.StateClaimed, ClaimLock: gwclaim.ClaimLockLocked},
+	}})
+	if v := ansi.Strip(m.View()); !strings.Contains(v, "GW-2") || !strings.Contains(v, " locked ") {
+		t.Errorf("table with a locked row:\n%s", v)
 	}
 }
