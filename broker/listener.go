@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // listenerID names the gateway listener inside mochi.
@@ -44,6 +45,7 @@ type listener struct {
 	open    atomic.Int64 // TCP connections accepted and not yet closed
 	limit   int64        // beyond this many, new TCP connections are closed at once
 	closing atomic.Bool
+	addMu   sync.Mutex // orders wg.Add in Serve with setting closing
 	wg      sync.WaitGroup
 }
 
@@ -87,7 +89,16 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			l.log.Warn("mqtt connection refused", "remote", raw.RemoteAddr().String(), "reason", "too many connections")
 			continue
 		}
+		// Under addMu, so that no Add follows Close's Wait (wait).
+		l.addMu.Lock()
+		if l.closing.Load() {
+			l.addMu.Unlock()
+			l.open.Add(-1)
+			_ = raw.Close()
+			return
+		}
 		l.wg.Add(1)
+		l.addMu.Unlock()
 		go func() {
 			defer l.wg.Done()
 			defer l.open.Add(-1)
@@ -157,19 +168,39 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 	}
 }
 
-// Close stops accepting, drops the connections mochi does not know yet and
-// lets mochi disconnect the others.
-func (l *listener) Close(closeClients listeners.CloseFn) {
-	if !l.closing.CompareAndSwap(false, true) {
+// Close stops accepting, disconnects the clients mochi knows (with
+// DISCONNECT "server shutting down") and then closes the socket of every
+// connection still tracked. That includes established sessions: mochi
+// records a session (OnSessionEstablish) before it adds the client to the
+// list of clients it disconnects (server.go, Server.attachClient calls
+// Clients.Add after hooks.OnSessionEstablish), so a gateway connecting at
+// that moment is in neither and would otherwise keep its connection, and
+// mochi's Server.Close would wait for it (Listeners.CloseAll waits for
+// every client's read loop) as long as the gateway stays connected.
+// A connection tracked after this finds closing set before it reaches
+// mochi (serveConn).
+func (l *listener) Close(listeners.CloseFn) {
+	l.addMu.Lock()
+	first := l.closing.CompareAndSwap(false, true)
+	l.addMu.Unlock()
+	if !first {
 		return
 	}
 	_ = l.ln.Close()
-	closeClients(listenerID)
+	// Not the CloseFn (mochi's Server.closeListenerClients): in mochi
+	// v2.7.9 it calls Clients.GetByListener, which takes the clients'
+	// read lock twice (clients.go: GetByListener calls Len under RLock);
+	// a gateway disconnecting at that moment (Clients.Delete waits for the
+	// write lock) then deadlocks both, and Close with them. GetAll takes
+	// the lock once.
+	for _, cl := range l.b.server.Clients.GetAll() {
+		if cl.Net.Listener == listenerID && !cl.Closed() {
+			_ = l.b.server.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
 	l.b.mu.Lock()
 	for c := range l.b.conns {
-		if l.b.sessions[c.gateway] != c {
-			_ = c.raw.Close()
-		}
+		_ = c.raw.Close()
 	}
 	l.b.mu.Unlock()
 }

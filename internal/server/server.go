@@ -100,7 +100,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer shutdownStep(log, "close the store (gwpki.db)", st.Close)
 
 	apiLn, err := net.Listen("tcp", pick(opts.APIAddr, cfg.APIAddr))
 	if err != nil {
@@ -125,7 +125,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer auth.Close()
+	defer shutdownStep(log, "close the CA", auth.Close)
 	auditLog, err := audit.New(st, audit.WithLogger(log))
 	if err != nil {
 		return err
@@ -175,7 +175,7 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return err
 	}
-	defer telemetryStore.Close()
+	defer shutdownStep(log, "close the telemetry store", telemetryStore.Close)
 	go telemetryStore.Run(ctx)
 	api.With(accounts.RequireRole(claim.RoleAdmin)).Get("/v1/backup", backupHandler(opts.Dir, st, telemetryStore, auditLog, log))
 	seen := newLastSeen(telemetryStore)
@@ -246,8 +246,32 @@ func Run(ctx context.Context, opts Options) error {
 	log.Info("shutting down")
 	shutdownCtx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
-	err = errors.Join(err, apiSrv.Shutdown(shutdownCtx), httpSrv.Shutdown(shutdownCtx), mqttBroker.Close())
+	err = errors.Join(err,
+		shutdownStep(log, "shut down the API server", func() error { return apiSrv.Shutdown(shutdownCtx) }),
+		shutdownStep(log, "shut down the HTTP server", func() error { return httpSrv.Shutdown(shutdownCtx) }),
+		shutdownStep(log, "close the MQTT broker", mqttBroker.Close))
 	return err
+}
+
+// shutdownStepLimit bounds each step of Run's shutdown.
+const shutdownStepLimit = 12 * time.Second
+
+// shutdownStep runs one step of the shutdown. If it has not returned
+// within shutdownStepLimit it logs an error naming the step and returns
+// one, leaving the step running: a step that hangs then names itself
+// instead of keeping Run (and gwpki serve on SIGTERM) from returning.
+func shutdownStep(log *slog.Logger, name string, fn func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	t := time.NewTimer(shutdownStepLimit)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		log.Error("shutdown step did not finish in time; going on without it", "step", name, "limit", shutdownStepLimit)
+		return fmt.Errorf("shutdown: %s did not finish within %v", name, shutdownStepLimit)
+	}
 }
 
 // openStore opens the data directory's database, reporting group commits.
