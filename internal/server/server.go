@@ -183,7 +183,9 @@ func Run(ctx context.Context, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("listen for MQTT: %w", err)
 	}
-	defer mqttBroker.Close()
+	// Bounded like the other steps: Close runs once, so a hung first call
+	// would hold this one too.
+	defer shutdownStep(log, "close the MQTT broker", mqttBroker.Close)
 	registry.SetFleetSources(fleetSources(auth, mqttBroker, telemetryStore, seen, attempts, time.Now))
 	mqttURL := "mqtts://" + hostPort(cfg.Hostnames[0], mqttBroker.Addr())
 	pool, err := mqttPool(cfg, mqttURL)
