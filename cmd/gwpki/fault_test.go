@@ -11,7 +11,6 @@ import (
 	"io"
 	"math/big"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +31,6 @@ import (
 	"github.com/gwpki/gwpki/claim"
 	"github.com/gwpki/gwpki/gateway"
 	"github.com/gwpki/gwpki/provisioning"
-	"github.com/gwpki/gwpki/telemetry"
 )
 
 // TestSIGKILLUnderMixedLoad puts four kinds of load on one gwpki serve at
@@ -366,23 +364,7 @@ func TestSIGKILLUnderMixedLoad(t *testing.T) {
 	stored := map[string]int{}
 	for g := range publishers {
 		serial := fmt.Sprintf("FLT-%06d", g+1)
-		after := ""
-		for {
-			var page telemetry.Page
-			path := "/v1/devices/" + serial + "/telemetry?limit=1000"
-			if after != "" {
-				path += "&after=" + url.QueryEscape(after)
-			}
-			apiGet(t, dir, ready.APIURL+path, admin, &page)
-			for _, m := range page.Messages {
-				if m.Topic == "gw/"+serial+"/telemetry" {
-					stored[string(m.Payload)]++
-				}
-			}
-			if after = page.Next; after == "" {
-				break
-			}
-		}
+		countStoredTelemetry(t, dir, ready.APIURL, admin, serial, stored)
 	}
 	for p := range acked {
 		if stored[p] == 0 {

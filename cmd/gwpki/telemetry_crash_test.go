@@ -180,23 +180,7 @@ func TestCrashKeepsAcknowledgedTelemetry(t *testing.T) {
 	stored := map[string]int{}
 	for g := 1; g <= gateways; g++ {
 		serial := fmt.Sprintf("KILL-%06d", g)
-		after := ""
-		for {
-			var page telemetry.Page
-			path := "/v1/devices/" + serial + "/telemetry?limit=1000"
-			if after != "" {
-				path += "&after=" + url.QueryEscape(after)
-			}
-			apiGet(t, dir, ready.APIURL+path, token, &page)
-			for _, m := range page.Messages {
-				if m.Topic == "gw/"+serial+"/telemetry" {
-					stored[string(m.Payload)]++
-				}
-			}
-			if after = page.Next; after == "" {
-				break
-			}
-		}
+		countStoredTelemetry(t, dir, ready.APIURL, token, serial, stored)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -253,5 +237,28 @@ func apiGet(t *testing.T, dir, u, token string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// countStoredTelemetry adds one to stored[payload] for every message the
+// server holds on gw/<serial>/telemetry, reading every page of the API.
+func countStoredTelemetry(t *testing.T, dir, apiURL, token, serial string, stored map[string]int) {
+	t.Helper()
+	after := ""
+	for {
+		var page telemetry.Page
+		path := "/v1/devices/" + serial + "/telemetry?limit=1000"
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		apiGet(t, dir, apiURL+path, token, &page)
+		for _, m := range page.Messages {
+			if m.Topic == "gw/"+serial+"/telemetry" {
+				stored[string(m.Payload)]++
+			}
+		}
+		if after = page.Next; after == "" {
+			return
+		}
 	}
 }
