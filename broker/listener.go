@@ -98,8 +98,15 @@ func (l *listener) Serve(establish listeners.EstablishFn) {
 			return
 		}
 		l.wg.Add(1)
+		// mochi counts a client in ClientsWg from inside
+		// EstablishConnection, which can race with the Wait in its
+		// Server.Close (WaitGroup Add from zero concurrent with Wait).
+		// Counting the connection here, under addMu, orders the count
+		// before Close; mochi's own Add then never starts from zero.
+		l.b.server.Listeners.ClientsWg.Add(1)
 		l.addMu.Unlock()
 		go func() {
+			defer l.b.server.Listeners.ClientsWg.Done()
 			defer l.wg.Done()
 			defer l.open.Add(-1)
 			l.serveConn(raw, establish)
