@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -24,7 +23,6 @@ import (
 	"time"
 
 	mqttc "github.com/eclipse/paho.mqtt.golang"
-	bolt "go.etcd.io/bbolt"
 	"golang.org/x/crypto/ocsp"
 
 	"github.com/gwpki/gwpki/ca"
@@ -116,17 +114,7 @@ func TestSIGKILLUnderMixedLoad(t *testing.T) {
 	for g := range publishers {
 		serial := fmt.Sprintf("FLT-%06d", g+1)
 		cert := operationalCert(t, filepath.Join(pool, serial), ready.APIURL)
-		opts := mqttc.NewClientOptions().
-			AddBroker(strings.Replace(ready.MQTTURL, "mqtts://", "tls://", 1)).
-			SetClientID(serial).
-			SetTLSConfig(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}).
-			SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
-			SetMaxResumePubInFlight(window)
-		c := mqttc.NewClient(opts)
-		if tok := c.Connect(); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
-			t.Fatalf("connect %s: %v", serial, tok.Error())
-		}
-		defer c.Disconnect(0)
+		c := connectPublisher(t, ready.MQTTURL, roots, serial, cert, window)
 		clients[g] = c
 	}
 
@@ -305,8 +293,8 @@ func TestSIGKILLUnderMixedLoad(t *testing.T) {
 
 	// Both files the killed server left are consistent, by bbolt's own
 	// check, before anything opens them for writing.
-	faultCheckBolt(t, ca.Layout{Dir: dir}.Database())
-	faultCheckBolt(t, ca.Layout{Dir: dir}.Telemetry())
+	checkBoltFile(t, ca.Layout{Dir: dir}.Database())
+	checkBoltFile(t, ca.Layout{Dir: dir}.Telemetry())
 
 	// Restarted on the same directory, the server has all of it.
 	_, ready = startServe(t, bin, dir)
@@ -513,27 +501,6 @@ func faultBundles(t *testing.T, out string) (bundles []*gateway.Bundle, skipped 
 		}
 	}
 	return bundles, skipped
-}
-
-// faultCheckBolt runs bbolt's consistency check on the file at path,
-// opened read-only.
-func faultCheckBolt(t *testing.T, path string) {
-	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
-	if err != nil {
-		t.Fatalf("open %s after SIGKILL: %v", path, err)
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		var errs []error
-		for err := range tx.Check() {
-			errs = append(errs, err)
-		}
-		return errors.Join(errs...)
-	})
-	if err != nil {
-		t.Fatalf("%s after SIGKILL: %v", filepath.Base(path), err)
-	}
 }
 
 // faultIssuer reads the issuing CA's certificate.

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -107,17 +108,7 @@ func TestCrashKeepsAcknowledgedTelemetry(t *testing.T) {
 	for g := 1; g <= gateways; g++ {
 		serial := fmt.Sprintf("KILL-%06d", g)
 		cert := operationalCert(t, filepath.Join(out, serial), ready.APIURL)
-		opts := mqttc.NewClientOptions().
-			AddBroker(strings.Replace(ready.MQTTURL, "mqtts://", "tls://", 1)).
-			SetClientID(serial).
-			SetTLSConfig(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}).
-			SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
-			SetMaxResumePubInFlight(window)
-		c := mqttc.NewClient(opts)
-		if tok := c.Connect(); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
-			t.Fatalf("connect %s: %v", serial, tok.Error())
-		}
-		defer c.Disconnect(0)
+		c := connectPublisher(t, ready.MQTTURL, roots, serial, cert, window)
 		slots := make(chan struct{}, window)
 		wg.Add(1)
 		go func() {
@@ -158,20 +149,7 @@ func TestCrashKeepsAcknowledgedTelemetry(t *testing.T) {
 	cmd.Wait()
 
 	// The file the killed server left is consistent, by bbolt's own check.
-	db, err := bolt.Open(ca.Layout{Dir: dir}.Telemetry(), 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
-	db.Close()
-	if err != nil {
-		t.Fatalf("telemetry file after SIGKILL: %v", err)
-	}
+	checkBoltFile(t, ca.Layout{Dir: dir}.Telemetry())
 
 	// Restarted, the server has every acknowledged message, once.
 	_, ready = startServe(t, bin, dir)
@@ -260,5 +238,45 @@ func countStoredTelemetry(t *testing.T, dir, apiURL, token, serial string, store
 		if after = page.Next; after == "" {
 			return
 		}
+	}
+}
+
+// connectPublisher connects serial to the broker at mqttURL with its
+// operational certificate, for QoS 1 with up to window unacknowledged
+// messages; the test's end disconnects it.
+func connectPublisher(t *testing.T, mqttURL string, roots *x509.CertPool, serial string, cert tls.Certificate, window int) mqttc.Client {
+	t.Helper()
+	opts := mqttc.NewClientOptions().
+		AddBroker(strings.Replace(mqttURL, "mqtts://", "tls://", 1)).
+		SetClientID(serial).
+		SetTLSConfig(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}).
+		SetAutoReconnect(false).SetConnectRetry(false).SetCleanSession(true).
+		SetMaxResumePubInFlight(window)
+	c := mqttc.NewClient(opts)
+	if tok := c.Connect(); !tok.WaitTimeout(15*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect %s: %v", serial, tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(0) })
+	return c
+}
+
+// checkBoltFile runs bbolt's consistency check on the file at path, opened
+// read-only: after a SIGKILL, the file the killed server left.
+func checkBoltFile(t *testing.T, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, ReadOnly: true})
+	if err != nil {
+		t.Fatalf("open %s after SIGKILL: %v", path, err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		t.Fatalf("%s after SIGKILL: %v", filepath.Base(path), err)
 	}
 }
