@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,10 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/gwpki/gwpki/ca"
-	"github.com/gwpki/gwpki/internal/store/storetest"
 	"github.com/gwpki/gwpki/provisioning"
 )
 
@@ -27,26 +23,8 @@ import (
 // nothing is signed or revoked; once unclaimed it works; a gateway whose
 // birth certificates are all revoked gets no new one, reissue or not.
 func TestSignRefusesReissueOfClaimedOrDecommissioned(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := ca.Init(context.Background(), dir, ca.InitOptions{Hostnames: []string{"127.0.0.1"}}); err != nil {
-		t.Fatal(err)
-	}
-	key, err := ca.AddStation(dir, "line1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := ca.Open(context.Background(), dir, storetest.OpenTemp(t), ca.Options{
-		PublicHTTPURL: "http://127.0.0.1:8080",
-		Logger:        slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	router := chi.NewRouter()
-	a.Routes(router)
+	a, router, station := newTestAuthority(t)
 	a.RevocationRoutes(router, func(*http.Request) string { return "user:admin" })
-	station := &provisioning.Station{Name: "line1", Key: key}
 
 	var claimed atomic.Bool
 	var asked atomic.Int32

@@ -51,6 +51,13 @@ func FuzzSignRequest(f *testing.F) {
 // newTestRouter serves the API of an authority in a temporary data
 // directory with one station, line1, on a temporary store.
 func newTestRouter(tb testing.TB) (http.Handler, *provisioning.Station) {
+	_, r, station := newTestAuthority(tb)
+	return r, station
+}
+
+// newTestAuthority is newTestRouter with the authority itself, and the
+// router for more routes.
+func newTestAuthority(tb testing.TB) (*ca.Authority, chi.Router, *provisioning.Station) {
 	tb.Helper()
 	dir := tb.TempDir()
 	if _, err := ca.Init(context.Background(), dir, ca.InitOptions{Hostnames: []string{"127.0.0.1"}}); err != nil {
@@ -70,5 +77,5 @@ func newTestRouter(tb testing.TB) (http.Handler, *provisioning.Station) {
 	tb.Cleanup(func() { a.Close() })
 	r := chi.NewRouter()
 	a.Routes(r)
-	return r, &provisioning.Station{Name: "line1", Key: key}
+	return a, r, &provisioning.Station{Name: "line1", Key: key}
 }
